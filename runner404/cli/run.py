@@ -1,0 +1,208 @@
+"""`404-run`: validate, plan, graph and run manifests.
+
+Each command turns its arguments into one call of the core and prints the result; the core
+never prints and never exits.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from runner404 import __version__
+from runner404.cli.environment import Environment
+from runner404.errors import ExitCode, ManifestError, Runner404Error
+
+app = typer.Typer(
+    name="404-run",
+    help="Run declarative subnet-17 evaluations: pods, prompt sets and stages in one YAML manifest.\n\n"
+         "Start with `404-run init`, check a manifest with `404-run validate FILE`, "
+         "and preview what would run with `404-run plan FILE`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class GraphFormat(str, Enum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="PATH=VALUE",
+    help="Override a manifest value (parsed as YAML), e.g. --set vars.seed=7. Repeatable.")]
+VarsFileOption = Annotated[Optional[list[Path]], typer.Option(
+    "--vars-file", metavar="FILE", help="YAML file of values merged into vars:. Repeatable.")]
+ManifestArg = Annotated[Path, typer.Argument(metavar="FILE", help="The manifest (YAML).")]
+
+
+def _env(ctx: typer.Context) -> Environment:
+    return ctx.obj
+
+
+def _load(env: Environment, file: Path, sets: list[str] | None, vars_files: list[Path] | None):
+    from runner404.manifest import load_manifest
+
+    return load_manifest(env.path(file), environ=env.environ, sets=sets or (),
+                         vars_files=[env.path(v) for v in vars_files or ()], display=str(file))
+
+
+def _print_warnings(env: Environment, manifest) -> None:
+    from runner404.diagnostics import format_text
+
+    if manifest.warnings:
+        env.err(format_text(manifest.warnings))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"404-run {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Global options."""
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Manifests to check.")],
+    sets: SetOption = None,
+    vars_files: VarsFileOption = None,
+    format: Annotated[Format, typer.Option("--format", help="text, or json for editors and CI.")] = Format.text,
+) -> None:
+    """Check manifests against the schema and their cross-references.
+
+    Every error is listed as file:line:col. Exit 0 when all are valid, 2 otherwise.
+    """
+    from runner404.diagnostics import format_json, format_text
+
+    env = _env(ctx)
+    diagnostics, failed = [], False
+    for file in files:
+        try:
+            manifest = _load(env, file, sets, vars_files)
+        except ManifestError as exc:
+            diagnostics += exc.diagnostics
+            failed = True
+            continue
+        diagnostics += manifest.warnings
+        if format is Format.text:
+            _print_warnings(env, manifest)
+            env.out(f"{file}: valid ({len(manifest.stages)} stages, {len(manifest.pods)} pods, "
+                    f"{len(manifest.prompt_sets)} prompt sets)")
+    if format is Format.json:
+        env.out(format_json(diagnostics))
+    elif failed:
+        env.err(format_text([d for d in diagnostics if d.severity == "error"]))
+    raise typer.Exit(ExitCode.USAGE if failed else ExitCode.OK)
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    file: ManifestArg,
+    sets: SetOption = None,
+    vars_files: VarsFileOption = None,
+    format: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
+) -> None:
+    """Show what `run` would do: stages in order (parallel steps grouped), their pods and items,
+    and RUN or SKIP with the reason. Changes nothing."""
+    from runner404.cli.formatting import plan_text
+    from runner404.plan.planner import make_plan
+
+    env = _env(ctx)
+    manifest = _load(env, file, sets, vars_files)
+    result = make_plan(manifest)
+    if format is Format.json:
+        env.out(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        _print_warnings(env, manifest)
+        env.out(plan_text(result))
+
+
+@app.command()
+def graph(
+    ctx: typer.Context,
+    file: ManifestArg,
+    sets: SetOption = None,
+    vars_files: VarsFileOption = None,
+    format: Annotated[GraphFormat, typer.Option("--format", help="text, mermaid or dot.")] = GraphFormat.text,
+) -> None:
+    """Draw the stage dependency graph (text, mermaid or Graphviz dot)."""
+    from runner404.plan import graph as graphs
+    from runner404.plan.planner import dependency_map
+
+    env = _env(ctx)
+    manifest = _load(env, file, sets, vars_files)
+    nodes = list(manifest.stages)
+    labels = {sid: stage.kind for sid, stage in manifest.stages.items()}
+    draw = {"text": graphs.to_text, "mermaid": graphs.to_mermaid, "dot": graphs.to_dot}[format.value]
+    env.out(draw(nodes, labels, dependency_map(manifest)))
+
+
+@app.command()
+def schema(ctx: typer.Context) -> None:
+    """Print the manifest JSON Schema (2020-12), e.g. for editors: 404-run schema > manifest.schema.json"""
+    from runner404.schema import schema_text
+
+    _env(ctx).out(schema_text().rstrip("\n"))
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to write (default: here).")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a commented starter manifest (manifest.yaml), its prompts and the schema for editors."""
+    from runner404.starter import write_starter
+
+    env = _env(ctx)
+    for written in write_starter(env.path(directory), force=force):
+        env.out(f"wrote {written}")
+    env.out(f"next: 404-run validate {Path(directory) / 'manifest.yaml'}")
+
+
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """Entry point of `404-run`; returns the exit code."""
+    env = env or Environment()
+    try:
+        with redirect_stdout(env.stdout), redirect_stderr(env.stderr):
+            app(args=argv, prog_name="404-run", obj=env, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else ExitCode.FAILED
+    except ManifestError as exc:
+        from runner404.diagnostics import format_text
+
+        env.err(format_text(exc.diagnostics))
+        return exc.exit_code
+    except Runner404Error as exc:
+        env.err(f"404-run: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        env.err("404-run: interrupted")
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK
+
+
+def entry() -> None:
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""From a manifest to a plan: the dependency graph, fingerprints and RUN/SKIP decisions."""

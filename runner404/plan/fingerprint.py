@@ -1,0 +1,46 @@
+"""Stage fingerprints: sha256 over canonical JSON of everything that determines a stage's outputs.
+
+Secrets enter by name only (runner404.secret.by_name), so a fingerprint never depends on, or
+reveals, a secret's value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from runner404 import __version__
+from runner404.manifest.model import Manifest, Stage
+from runner404.secret import by_name
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(by_name(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+def stage_inputs(stage: Stage, manifest: Manifest, upstream: Mapping[str, str]) -> dict[str, Any]:
+    """The fingerprinted description of a stage (also kept in the ledger to explain changes)."""
+    pod = manifest.pods.get(stage.pod) if stage.pod else None
+    return {
+        "kind": stage.kind,
+        "params": by_name(stage.params),
+        "output": stage.output,
+        "inputs": {dep: upstream[dep] for dep in sorted(upstream)},
+        # what the service is, not where it runs: moving a renderer from Targon to a local
+        # process with the same image does not invalidate its renders
+        "service": None if pod is None else {
+            "image": pod.image or (" ".join(pod.command) if pod.command else pod.url),
+            "args": list(pod.args),
+        },
+        "runner": __version__,
+    }
+
+
+def stage_fingerprint(stage: Stage, manifest: Manifest, upstream: Mapping[str, str]) -> str:
+    return digest(stage_inputs(stage, manifest, upstream))

@@ -1,0 +1,1 @@
+"""Pods: where the services run (Targon, a local process, or an existing endpoint)."""
