@@ -45,7 +45,7 @@ class Diagnostic:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ` (did you mean 'x'?)` suffix, or '' when nothing is close."""
-    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.7)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 

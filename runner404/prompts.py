@@ -118,12 +118,19 @@ def _read_json(text: str, path: str) -> tuple[list[Prompt], int | None]:
         raise PromptError([(None, f"invalid JSON in {path} at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
     if not isinstance(data, dict) or not isinstance(data.get("prompts"), list) or not data["prompts"]:
         raise PromptError([(None, f"{path}: JSON must contain a non-empty 'prompts' list")])
+    problems: list[tuple[int | None, str]] = []
     seed = data.get("seed")
     if seed is not None:
         seed = _int_seed(seed)
         if seed is None:
-            raise PromptError([(None, f"{path}: 'seed' in prompts JSON must be an integer")])
-    return build_prompts(data["prompts"], where="prompts"), seed
+            problems.append((None, f"{path}: 'seed' in prompts JSON must be an integer"))
+    try:
+        prompts = build_prompts(data["prompts"], where="prompts")
+    except PromptError as exc:
+        problems += [(i, f"{path}: {m}") for i, m in exc.problems]
+    if problems:
+        raise PromptError(problems)
+    return prompts, seed
 
 
 def _int_seed(value: Any) -> int | None:

@@ -124,8 +124,10 @@ def plan(
     vars_files: VarsFileOption = None,
     format: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
 ) -> None:
-    """Show what `run` would do: stages in order (parallel steps grouped), their pods and items,
-    and RUN or SKIP with the reason. Changes nothing."""
+    """Show what `run` would do, and why; changes nothing.
+
+    Stages are listed in execution order, stages that run in parallel grouped in one step, with the pods each needs, their number of items and RUN or SKIP with the reason.
+    """
     from runner404.cli.formatting import plan_text
     from runner404.plan.planner import make_plan
 
@@ -161,7 +163,10 @@ def graph(
 
 @app.command()
 def schema(ctx: typer.Context) -> None:
-    """Print the manifest JSON Schema (2020-12), e.g. for editors: 404-run schema > manifest.schema.json"""
+    """Print the manifest JSON Schema (2020-12).
+
+    Editors use it to complete and check manifests: 404-run schema > manifest.schema.json
+    """
     from runner404.schema import schema_text
 
     _env(ctx).out(schema_text().rstrip("\n"))
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except ManifestError as exc:
         from runner404.diagnostics import format_text
 
-        env.err(format_text(exc.diagnostics))
+        env.err(format_text([d for d in exc.diagnostics if d.severity == "error"]))
         return exc.exit_code
     except Runner404Error as exc:
         env.err(f"404-run: error: {exc}")

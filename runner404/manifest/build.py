@@ -135,7 +135,7 @@ class ManifestBuilder:
         required = {"targon": ("image",), "local": ("command",), "endpoint": ("url",)}[provider.type]
         for key in required:
             if key not in merged:
-                extra = " (the generator preset runs your own image)" if preset == "generator" else ""
+                extra = " (the generator preset runs your own image)" if key == "image" and preset == "generator" else ""
                 self.error(path, f"pod '{pid}': {provider.type} pods need {key}{extra}", key=True)
                 ok = False
         if provider.type == "targon" and "resource" not in merged:
@@ -307,9 +307,11 @@ class ManifestBuilder:
             for other, theirs in claimed:
                 if mine == theirs or mine.startswith(theirs + os.sep) or theirs.startswith(mine + os.sep):
                     path = ("stages", stage.id, "output")
+                    if path not in self.doc.marks:  # the default folder: point at the stage
+                        path = ("stages", stage.id)
                     self.error(path, f"stage '{stage.id}' writes to {stage.output}, which overlaps the "
                                      f"output folder of stage '{other}'; give each stage its own output:",
-                               key=path not in self.doc.marks)
+                               key=len(path) == 2)
                     break
             claimed.append((stage.id, mine))
 

@@ -77,10 +77,14 @@ def load_yaml(raw: bytes, file: str) -> Document:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and mark.line >= len(lines) and exc.context_mark is not None:
+            mark = exc.context_mark  # "… but got '<stream end>'": point where the construct began
         raise ManifestError([builder.diag(mark, _yaml_message(exc))]) from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
-        raise ManifestError([Diagnostic(file, line, col, f"invalid character {exc.character!r} (#x{ord(exc.character):04x}); manifests must be printable UTF-8 text", snippet=_line(lines, line))]) from None
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"control character #x{code:04x} is not allowed; manifests must be printable text"
+        raise ManifestError([Diagnostic(file, line, col, message, snippet=_line(lines, line))]) from None
     except yaml.YAMLError as exc:  # pragma: no cover - every YAML error above carries a mark
         raise ManifestError([Diagnostic(file, 1, 1, str(exc))]) from None
     if node is None:

@@ -130,8 +130,9 @@ def _message(error: ValidationError) -> str:
         return f"needs at least {value} item{'s' * (value != 1)}"
     if kind == "minProperties":
         return f"needs at least {value} entr{'ies' if value != 1 else 'y'}"
-    if kind == "maxProperties":
-        return f"takes at most {value} key{'s' * (value != 1)}, got {', '.join(instance)}"
+    if kind == "maxProperties" and value == 1:
+        choices = " or ".join(f"{k}:" for k in error.schema.get("properties", {}))
+        return f"give only one of {choices}, got {', '.join(instance)}"
     if kind == "uniqueItems":
         return "has duplicate items"
     if kind == "dependentRequired":

@@ -73,5 +73,6 @@ def to_text(nodes: list[str], labels: Mapping[str, str], deps: Mapping[str, Iter
         lines.append(f"step {number}")
         for n in group:
             after = ", ".join(deps.get(n, ()))
-            lines.append(f"  {n:<{width}}  {labels[n]:<{kind_width}}" + (f"  after {after}" if after else ""))
+            line = f"  {n:<{width}}  {labels[n]:<{kind_width}}" + (f"  after {after}" if after else "")
+            lines.append(line.rstrip())
     return "\n".join(lines)

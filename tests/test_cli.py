@@ -1,0 +1,152 @@
+"""404-run and 404-cli as a user meets them: help, version, init, schema, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from runner404 import __version__
+from runner404.errors import ExitCode
+from runner404.schema import manifest_schema, schema_path
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["plan", "--help"],
+                                  ["graph", "--help"], ["schema", "--help"], ["init", "--help"]])
+def test_404_run_help(argv, cli, snapshot):
+    result = cli(argv)
+    assert result.exit_code == 0
+    assert result.stdout == snapshot
+
+
+def test_404_cli_help(cli, snapshot):
+    result = cli(["--help"], tool="404-cli")
+    assert result.exit_code == 0
+    assert result.stdout == snapshot
+
+
+def test_no_arguments_shows_help(cli):
+    result = cli([])
+    assert result.exit_code == ExitCode.USAGE
+    assert "Usage: 404-run" in result.stdout + result.stderr
+
+
+def test_version(cli):
+    result = cli(["--version"])
+    assert (result.exit_code, result.stdout) == (0, f"404-run {__version__}\n")
+
+
+def test_exit_code_ok(cli):
+    assert cli(["validate", "manifests/quickstart.yaml"]).exit_code == ExitCode.OK == 0
+
+
+def test_exit_code_usage_for_invalid_manifest(cli):
+    assert cli(["validate", "tests/fixtures/invalid/wrong-type.yaml"]).exit_code == ExitCode.USAGE == 2
+
+
+def test_exit_code_usage_for_unknown_option(cli):
+    result = cli(["plan", "manifests/quickstart.yaml", "--frobnicate"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "--frobnicate" in result.stderr
+
+
+def test_plan_of_invalid_manifest_exits_2_with_diagnostics(cli):
+    result = cli(["plan", "tests/fixtures/invalid/unknown-pod.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("tests/fixtures/invalid/unknown-pod.yaml:9:10: error: ")
+    assert result.stdout == ""
+
+
+def test_missing_manifest_file(cli):
+    result = cli(["validate", "nope.yaml"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("nope.yaml:1:1: error: file not found")
+
+
+def test_bad_set_option_is_a_usage_error(cli):
+    result = cli(["plan", "manifests/quickstart.yaml", "--set", "novalue"])
+    assert result.exit_code == 2
+    assert result.stderr == ("404-run: error: --set 'novalue': expected PATH=VALUE, "
+                             "e.g. --set vars.seed=7\n")
+
+
+def test_set_changes_the_plan(cli):
+    plan = lambda *extra: json.loads(cli(["plan", "manifests/quickstart.yaml", "--format", "json", *extra]).stdout)
+    before, after = plan(), plan("--set", "vars.seed=7")
+    fingerprints = lambda p: {s["id"]: s["fingerprint"] for s in p["stages"]}
+    assert fingerprints(before) != fingerprints(after)
+    assert plan("--set", "vars.seed=42") == before
+
+
+def test_vars_file(tmp_path, cli):
+    (tmp_path / "vars.yaml").write_text("seed: 'not a number'\n")
+    result = cli(["validate", str(ROOT / "manifests/quickstart.yaml"), "--vars-file", "vars.yaml"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "expected integer, got string 'not a number'" in result.stderr
+
+
+def test_validate_json_of_valid_manifest_lists_warnings(tmp_path, cli):
+    manifest = (ROOT / "manifests/quickstart.yaml").read_text().replace(
+        "prompts:\n  demo:", "prompts:\n  unused: {items: [https://example.com/x.png], seed: 1}\n  demo:")
+    (tmp_path / "m.yaml").write_text(manifest)
+    (tmp_path / "quickstart").mkdir()
+    (tmp_path / "quickstart/prompts.json").write_text((ROOT / "manifests/quickstart/prompts.json").read_text())
+    result = cli(["validate", "m.yaml", "--format", "json"], cwd=tmp_path)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["diagnostics"] == [{
+        "file": "m.yaml", "line": 29, "col": 3, "severity": "warning",
+        "message": "prompt set 'unused' is not used by any stage"}]
+
+
+def test_schema_command_prints_the_packaged_schema(cli):
+    result = cli(["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == manifest_schema()
+    assert schema_path() == ROOT / "schemas" / "manifest.schema.json"
+
+
+def test_init_writes_a_valid_starter(tmp_path, cli):
+    result = cli(["init", "proj"], cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    written = sorted(p.name for p in (tmp_path / "proj").iterdir())
+    assert written == ["manifest.schema.json", "manifest.yaml", "prompts.json"]
+    text = (tmp_path / "proj/manifest.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=manifest.schema.json\n")
+    assert json.loads((tmp_path / "proj/manifest.schema.json").read_text()) == manifest_schema()
+    validated = cli(["validate", "proj/manifest.yaml"], cwd=tmp_path)
+    assert validated.exit_code == 0, validated.stderr
+
+
+def test_init_refuses_to_overwrite(tmp_path, cli):
+    assert cli(["init"], cwd=tmp_path).exit_code == 0
+    (tmp_path / "manifest.yaml").write_text("mine\n")
+    result = cli(["init"], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "already exist" in result.stderr and "--force" in result.stderr
+    assert (tmp_path / "manifest.yaml").read_text() == "mine\n"
+    assert cli(["init", "--force"], cwd=tmp_path).exit_code == 0
+    assert (tmp_path / "manifest.yaml").read_text() != "mine\n"
+
+
+@pytest.mark.parametrize("argv", [["404-run", "--help"], ["404-cli", "--help"]])
+def test_help_does_not_import_heavy_modules(argv):
+    """--help must stay fast: no schema validation, templating, HTTP or chain libraries."""
+    tool = {"404-run": "runner404.cli.run", "404-cli": "runner404.cli.classic"}[argv[0]]
+    code = (f"import sys; from {tool} import main; rc = main({argv[1:]!r}); "
+            "heavy = sorted(m for m in ('jsonschema', 'jinja2', 'httpx', 'bittensor', 'yaml') if m in sys.modules); "
+            "print(heavy, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_console_scripts_are_installed():
+    for script in ("404-run", "404-cli"):
+        path = Path(sys.executable).parent / script  # installed beside the interpreter
+        done = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert f"Usage: {script}" in done.stdout
