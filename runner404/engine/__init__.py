@@ -1,0 +1,1 @@
+"""Execution: the asyncio DAG executor, the SQLite ledger, retries and signal handling."""
