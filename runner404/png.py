@@ -55,8 +55,23 @@ def read_header(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def verify(data: bytes, max_pixels: int = 64_000_000) -> tuple[int, int]:
+    """Check a PNG end to end without unfiltering (chunks, CRCs, image data length); returns its
+    width and height. Cheap enough to run on every view a renderer returns."""
+    width, height, channels, raw = _inflate(data, max_pixels, rgb_only=False)
+    return width, height
+
+
 def decode(data: bytes, max_pixels: int = 64_000_000) -> Image:
     """Decode an 8-bit RGB or RGBA, non-interlaced PNG (filter types 0-4)."""
+    width, height, channels, raw = _inflate(data, max_pixels, rgb_only=True)
+    return Image(width, height, channels, _unfilter(raw, width, height, channels))
+
+
+_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # grey, RGB, grey+alpha, RGBA
+
+
+def _inflate(data: bytes, max_pixels: int, rgb_only: bool) -> tuple[int, int, int, bytes]:
     if not data.startswith(SIGNATURE):
         raise PngError("not a PNG file")
     pos, header, idat = len(SIGNATURE), None, []
@@ -77,19 +92,19 @@ def decode(data: bytes, max_pixels: int = 64_000_000) -> Image:
     if header is None or not idat:
         raise PngError("PNG without IHDR or IDAT")
     width, height, depth, colour, _, _, interlace = header
-    if depth != 8 or colour not in (2, 6) or interlace != 0:
+    if depth != 8 or colour not in (_CHANNELS if not rgb_only else (2, 6)) or interlace != 0:
         raise PngError(f"unsupported PNG (bit depth {depth}, colour type {colour}, interlace {interlace})")
     if width == 0 or height == 0 or width * height > max_pixels:
         raise PngError(f"unsupported PNG size {width}x{height}")
-    channels = 3 if colour == 2 else 4
-    stride = width * channels
+    channels = _CHANNELS[colour]
+    expected = height * (width * channels + 1)
     try:
-        raw = zlib.decompressobj().decompress(b"".join(idat), height * (stride + 1) + 1)
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected + 1)
     except zlib.error as exc:
         raise PngError(f"corrupt PNG data: {exc}") from None
-    if len(raw) < height * (stride + 1):
+    if len(raw) < expected:
         raise PngError("truncated PNG data")
-    return Image(width, height, channels, _unfilter(raw, width, height, channels))
+    return width, height, channels, raw
 
 
 def _unfilter(raw: bytes, width: int, height: int, bpp: int) -> bytes:

@@ -27,6 +27,7 @@ class Environment:
     stdin_isatty: bool | None = None
     stdout_isatty: bool | None = None
     stderr_isatty: bool | None = None
+    argv: list[str] = field(default_factory=list)  # the arguments as given, for "resume with" hints
 
     def __post_init__(self) -> None:
         for name in ("stdin", "stdout", "stderr"):

@@ -33,3 +33,43 @@ def plan_text(plan: Plan) -> str:
                           p.service, ("kept; " if p.keep else "") + "used by " + (", ".join(p.used_by) or "no stage")]
                          for p in plan.pods], "    ")
     return "\n".join(lines)
+
+
+def run_summary(result, manifest_file: str) -> str:
+    """The table printed when a run ends, and where its log is."""
+    rows = []
+    for o in result.outcomes:
+        counts = f"{o.done} done" + (f", {len(o.failed)} failed" if o.failed else "") if o.status not in (
+            "skipped", "blocked", "interrupted") else ""
+        rows.append([o.id, o.kind, o.status, counts, o.error or ""])
+    lines = [f"run {result.run_id} of {manifest_file}"]
+    lines += _table(rows)
+    for o in result.outcomes:
+        lines += [f"  {o.id}: {line}" for line in o.summary]
+        for item, reason in sorted(o.failed.items())[:20]:
+            lines.append(f"  {o.id}/{item}: {reason}")
+        if len(o.failed) > 20:
+            lines.append(f"  {o.id}: … and {len(o.failed) - 20} more failed items (404-run status)")
+    lines += [f"  teardown: {error}" for error in result.teardown_errors]
+    verdict = {0: "done", 1: "failed", 3: "failed (provider)", 4: "done with failed items",
+               130: "interrupted"}.get(result.exit_code, "failed")
+    lines.append(f"{verdict}; log: {result.log}")
+    return "\n".join(lines)
+
+
+def status_text(stages) -> str:
+    import datetime
+
+    rows = []
+    for s in stages:
+        when = datetime.datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M") if s.started else ""
+        items = f"{s.items_done}/{s.items_total} done" if s.run_id else ""
+        if s.failed:
+            items += f", {len(s.failed)} failed"
+        rows.append([s.id, s.kind, s.status, items, s.run_id or "", when])
+    lines = _table([["stage", "kind", "last run", "items", "run", "started"]] + rows, "")
+    for s in stages:
+        lines += [f"  {s.id}/{item}: {reason}" for item, reason in sorted(s.failed.items())]
+        if s.error:
+            lines.append(f"  {s.id}: {s.error}")
+    return "\n".join(lines)

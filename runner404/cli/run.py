@@ -116,12 +116,24 @@ def validate(
     raise typer.Exit(ExitCode.USAGE if failed else ExitCode.OK)
 
 
+StateDirOption = Annotated[Optional[Path], typer.Option(
+    "--state-dir", metavar="DIR", help="Where the ledger and run logs live. Default: .runner404 beside the manifest.")]
+ForceOption = Annotated[Optional[list[str]], typer.Option(
+    "--force", metavar="STAGE", help="Redo this stage even if it is up to date ('all' for every stage). Repeatable.")]
+
+
+def _force(values: list[str] | None) -> set[str]:
+    return {"*" if v in ("all", "*") else v for v in values or ()}
+
+
 @app.command()
 def plan(
     ctx: typer.Context,
     file: ManifestArg,
     sets: SetOption = None,
     vars_files: VarsFileOption = None,
+    state_dir: StateDirOption = None,
+    force: ForceOption = None,
     format: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
 ) -> None:
     """Show what `run` would do, and why; changes nothing.
@@ -129,16 +141,122 @@ def plan(
     Stages are listed in execution order, stages that run in parallel grouped in one step, with the pods each needs, their number of items and RUN or SKIP with the reason.
     """
     from runner404.cli.formatting import plan_text
-    from runner404.plan.planner import make_plan
+    from runner404.engine.run import plan_manifest
 
     env = _env(ctx)
     manifest = _load(env, file, sets, vars_files)
-    result = make_plan(manifest)
+    _check_forced(manifest, force)
+    result = plan_manifest(manifest, state_dir=env.path(state_dir) if state_dir else None, force=_force(force))
     if format is Format.json:
         env.out(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         _print_warnings(env, manifest)
         env.out(plan_text(result))
+
+
+def _without_force(argv: list[str]) -> list[str]:
+    """The command that resumes a run: the same, minus --force (what was redone stays redone)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--force":
+            skip = True
+        elif not arg.startswith("--force="):
+            out.append(arg)
+    return out
+
+
+def _check_forced(manifest, force: list[str] | None) -> None:
+    from runner404.diagnostics import did_you_mean
+    from runner404.errors import UsageError
+
+    for stage in force or ():
+        if stage not in manifest.stages and stage not in ("all", "*"):
+            raise UsageError(f"--force {stage}: no such stage{did_you_mean(stage, manifest.stages)}")
+
+
+class Progress(str, Enum):
+    auto = "auto"
+    plain = "plain"
+    json = "json"
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    file: ManifestArg,
+    sets: SetOption = None,
+    vars_files: VarsFileOption = None,
+    state_dir: StateDirOption = None,
+    force: ForceOption = None,
+    targon_url: Annotated[Optional[str], typer.Option(
+        "--targon-url", metavar="URL", help="Targon API base URL (default: $TARGON_API_URL, the manifest, "
+                                            "then https://api.targon.com).")] = None,
+    progress: Annotated[Progress, typer.Option(
+        "--progress", help="auto: a live table on a terminal, lines otherwise; plain; json: NDJSON events on stdout.")
+    ] = Progress.auto,
+) -> None:
+    """Run a manifest: do what is missing, skip what is done. `404-run FILE` is the same.
+
+    Pods start on first use and stop at the end unless kept. Ctrl-C stops cleanly and prints the command that resumes; a second Ctrl-C exits at once. Exit codes: 0 done, 1 a stage failed, 2 invalid manifest, 3 provider failure, 4 some items failed, 130 interrupted.
+    """
+    import shlex
+
+    from runner404.cli.formatting import run_summary
+    from runner404.cli.progress import JsonProgress, LiveProgress, PlainProgress
+    from runner404.engine.executor import RunOptions
+    from runner404.engine.run import run_manifest
+
+    env = _env(ctx)
+    manifest = _load(env, file, sets, vars_files)
+    _check_forced(manifest, force)
+    if progress is Progress.json:
+        listener = JsonProgress(env)
+    elif progress is Progress.auto and env.stderr_isatty:
+        listener = LiveProgress(env)
+    else:
+        listener = PlainProgress(env)
+    _print_warnings(env, manifest)
+    command = "404-run " + shlex.join(env.argv)
+    resume = "404-run " + shlex.join(_without_force(env.argv))
+
+    def on_signal(count: int) -> None:
+        if count == 1:
+            env.err("interrupted: finishing up and stopping pods (Ctrl-C again to exit at once)")
+        else:
+            env.err(f"interrupted again: exiting now; resume with: {resume}")
+
+    result = run_manifest(manifest, command=command, state_dir=env.path(state_dir) if state_dir else None,
+                          options=RunOptions(force=_force(force), targon_url=targon_url, environ=env.environ),
+                          listeners=[listener], on_signal=on_signal)
+    if progress is not Progress.json:
+        env.out(run_summary(result, manifest.file))
+    if result.interrupted:
+        env.err(f"interrupted; resume with: {resume}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    file: ManifestArg,
+    sets: SetOption = None,
+    vars_files: VarsFileOption = None,
+    state_dir: StateDirOption = None,
+    format: Annotated[Format, typer.Option("--format", help="text, or json.")] = Format.text,
+) -> None:
+    """Show the last run of each stage and the state of its items."""
+    from runner404.cli.formatting import status_text
+    from runner404.engine.run import stage_status
+
+    env = _env(ctx)
+    manifest = _load(env, file, sets, vars_files)
+    stages = stage_status(manifest, state_dir=env.path(state_dir) if state_dir else None)
+    if format is Format.json:
+        env.out(json.dumps({"stages": [s.to_json() for s in stages]}, indent=2))
+    else:
+        env.out(status_text(stages))
 
 
 @app.command()
@@ -187,9 +305,23 @@ def init(
     env.out(f"next: 404-run validate {Path(directory) / 'manifest.yaml'}")
 
 
+COMMANDS = {"validate", "plan", "run", "status", "graph", "schema", "init"}
+
+
+def _shorthand(argv: list[str]) -> list[str]:
+    """`404-run FILE [options]` means `404-run run FILE [options]`."""
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        return ["run", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """Entry point of `404-run`; returns the exit code."""
+    import sys
+
     env = env or Environment()
+    argv = _shorthand(list(sys.argv[1:] if argv is None else argv))
+    env.argv = argv
     try:
         with redirect_stdout(env.stdout), redirect_stderr(env.stderr):
             app(args=argv, prog_name="404-run", obj=env, standalone_mode=True)

@@ -155,7 +155,7 @@ class ManifestBuilder:
             id=pid, provider=provider, name=str(merged.get("name") or f"{self.data.get('name')}-{pid}"),
             image=merged.get("image"), resource=merged.get("resource"),
             port=int(merged.get("port", DEFAULT_PORT)), args=tuple(str(a) for a in merged.get("args", ())),
-            env={k: str(v) for k, v in merged["env"].items()},
+            env={k: v if isinstance(v, Secret) else str(v) for k, v in merged["env"].items()},
             command=tuple(command) if command else None, url=merged.get("url"), health=health,
             replicas=int(merged.get("replicas", 1)), keep=bool(merged.get("keep", False)),
             preset=preset, description=spec.get("description"),

@@ -147,7 +147,9 @@ class Interpolator:
         data = self.doc.data
         result = dict(data)
         if isinstance(data.get("vars"), dict):
-            result["vars"] = self.walk(data["vars"], ("vars",))  # vars see env and secrets only
+            hint = "vars cannot refer to other vars (their values see env and secrets only)"
+            self.context["vars"] = _Undefined(hint=hint, name="vars")
+            result["vars"] = self.walk(data["vars"], ("vars",))
             self.context["vars"] = Namespace("vars", result["vars"])
         else:
             self.context["vars"] = Namespace("vars", {})

@@ -99,12 +99,14 @@ def load_yaml(raw: bytes, file: str) -> Document:
 def _decode(raw: bytes, file: str) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ManifestError([Diagnostic(file, 1, 1, "the file is UTF-16; save it as UTF-8")])
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        return raw.decode("utf-8-sig")
+        return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        start = exc.start
+        start = exc.start + bom
+        line_start = raw.rfind(b"\n", 0, start) + 1
         line = raw.count(b"\n", 0, start) + 1
-        col = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+        col = len(raw[max(line_start, bom):start].decode("utf-8", "replace")) + 1  # in characters
         snippet = raw.splitlines()[line - 1].decode("utf-8", "replace") if raw else None
         byte = raw[start:start + 1].hex()
         raise ManifestError([Diagnostic(file, line, col, f"not valid UTF-8 (byte 0x{byte}); save the file as UTF-8", snippet=snippet)]) from None
@@ -218,12 +220,20 @@ class _Builder:
                 result[key] = self.build(value_node, path + (key,), doc, depth + 1)
         return result
 
-    def merge_sources(self, node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
+    def merge_sources(self, node: yaml.Node, depth: int = 0) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The entries a `<<:` brings in, in priority order: each source's own keys first,
+        then what that source merges itself."""
+        if depth > MAX_DEPTH:
+            self.fail(node, f"merge keys nested more than {MAX_DEPTH} levels deep (recursive alias?)")
+            return []
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         pairs = []
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
                 self.fail(source, "a merge key '<<' takes a mapping or a list of mappings")
                 continue
-            pairs.extend(source.value)
+            pairs.extend((k, v) for k, v in source.value if k.tag != _MERGE_TAG)
+            for key, value in source.value:
+                if key.tag == _MERGE_TAG:
+                    pairs.extend(self.merge_sources(value, depth + 1))
         return pairs

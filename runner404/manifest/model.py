@@ -48,7 +48,7 @@ class Pod:
     resource: str | None
     port: int
     args: tuple[str, ...]
-    env: dict[str, str]
+    env: dict[str, str | Secret]  # secrets revealed only when the pod starts
     command: tuple[str, ...] | None
     url: str | None
     health: Health
@@ -65,6 +65,9 @@ class Pod:
             "env": self.env, "command": list(self.command) if self.command else None,
             "url": self.url, "health": self.health.path, "replicas": self.replicas,
         }
+
+    def revealed_env(self) -> dict[str, str]:
+        return {k: v.reveal() if isinstance(v, Secret) else v for k, v in self.env.items()}
 
     def summary(self) -> str:
         if self.provider.type == "local":

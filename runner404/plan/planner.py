@@ -20,11 +20,13 @@ class StageRecord:
 
     fingerprint: str
     inputs: dict[str, Any]  # stage_inputs() of that run
-    done_items: frozenset[str]
 
 
 class StateView(Protocol):
     def last_stage(self, stage_id: str) -> StageRecord | None: ...
+
+    def done_items(self, stage_id: str, fingerprint: str) -> frozenset[str]:
+        """Items done under `fingerprint` (whichever run did them) whose outputs still exist."""
 
 
 class EmptyState:
@@ -32,6 +34,9 @@ class EmptyState:
 
     def last_stage(self, stage_id: str) -> StageRecord | None:
         return None
+
+    def done_items(self, stage_id: str, fingerprint: str) -> frozenset[str]:
+        return frozenset()
 
 
 @dataclass
@@ -127,18 +132,20 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return reasons or ["fingerprint changed"]
 
 
-def _decide(record: StageRecord | None, fingerprint: str, inputs: dict, items: list[str],
-            forced: bool) -> tuple[str, list[str]]:
+def _decide(record: StageRecord | None, done: frozenset[str], fingerprint: str, inputs: dict,
+            items: list[str], forced: bool) -> tuple[str, list[str]]:
+    missing = [i for i in items if i not in done]
     if forced:
         return RUN, ["forced"]
+    if items and not missing:  # done under this very fingerprint, perhaps by an earlier run than the last
+        return SKIP, [f"up to date ({len(items)}/{len(items)} items done)" if len(items) > 1 else "up to date"]
     if record is None:
         return RUN, ["never ran"]
     if record.fingerprint != fingerprint:
         return RUN, _changes(record.inputs, inputs)
-    missing = [i for i in items if i not in record.done_items]
-    if missing:
-        return RUN, [f"{len(missing)}/{len(items)} items missing"]
-    return SKIP, [f"up to date ({len(items)}/{len(items)} items done)" if len(items) > 1 else "up to date"]
+    if not items:
+        return SKIP, ["nothing to do (0 items)"]
+    return RUN, [f"{len(missing)}/{len(items)} items missing"]
 
 
 def make_plan(manifest: Manifest, state: StateView | None = None, force: set[str] | None = None) -> Plan:
@@ -157,8 +164,8 @@ def make_plan(manifest: Manifest, state: StateView | None = None, force: set[str
             fingerprint = stage_fingerprint(stage, manifest, upstream)
             fingerprints[sid] = fingerprint
             items = items_of[sid] = stage_items(stage, manifest, items_of)
-            action, reasons = _decide(state.last_stage(sid), fingerprint, inputs, items,
-                                      sid in force or "*" in force)
+            action, reasons = _decide(state.last_stage(sid), state.done_items(sid, fingerprint), fingerprint,
+                                      inputs, items, sid in force or "*" in force)
             plans.append(StagePlan(
                 id=sid, kind=stage.kind, step=number, action=action, reasons=reasons, items=items,
                 pods=[stage.pod] if stage.pod else [], after=deps[sid], output=stage.output,

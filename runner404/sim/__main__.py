@@ -12,6 +12,8 @@ from runner404.sim.http import Knobs, serve_main
 # service name -> module; each module has add_arguments(parser) and create_server(host, port, args)
 SERVICES = {
     "health": "runner404.sim.health",
+    "renderer": "runner404.sim.renderer",
+    "targon": "runner404.sim.targon",
 }
 
 

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,30 @@ class SimServer(ThreadingHTTPServer):
         self.random = random.Random(self.knobs.seed)
         self.random_lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(self.knobs.capacity) if self.knobs.capacity > 0 else None
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    # A stopped service must not go on answering on keep-alive connections a client still
+    # holds open (a deleted workload would keep looking healthy to a pooled HTTP client).
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def url(self) -> str:
@@ -109,7 +134,9 @@ class SimHandler(BaseHTTPRequestHandler):
     """Routes `(METHOD, path)` to `do_route_<name>` methods declared in `routes`."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no delayed-ACK stalls
     server: SimServer
+    _raw_body: bytes | None = None
     routes: dict[tuple[str, str], str] = {}
     server_version = "runner404-sim"
     sys_version = ""
@@ -128,11 +155,28 @@ class SimHandler(BaseHTTPRequestHandler):
     def query(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
 
+    def parse_request(self) -> bool:  # once per request, also on a kept-alive connection
+        self._raw_body = None
+        return super().parse_request()
+
     def body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise ValueError("request body too large")
-        return self.rfile.read(length) if length else b""
+        return self._raw_body or b""
+
+    def _read_body(self) -> bool:
+        """Read the whole request body up front, so an early answer (an injected failure, a 404)
+        never leaves body bytes on a keep-alive connection to be misread as the next request."""
+        if self._raw_body is not None:
+            return True
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True
+            self.send_json(413 if length > MAX_BODY else 400, {"error": "bad Content-Length"})
+            return False
+        self._raw_body = self.rfile.read(length) if length else b""
+        return True
 
     def json_body(self) -> Any:
         return json.loads(self.body() or b"null")
@@ -154,6 +198,8 @@ class SimHandler(BaseHTTPRequestHandler):
     # -- dispatch --------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
+        if not self._read_body():
+            return
         path = self.path_only
         name = self.route(self.command, path)
         stats = self.server.stats

@@ -1,0 +1,109 @@
+"""Which stand-in service backs a simulated Targon workload, chosen by the workload's image.
+
+When a workload of the Targon stand-in (`runner404.sim.targon`) becomes `running`, the stand-in
+asks `service_for_image(image)` for a factory and starts the server it returns on 127.0.0.1,
+port 0, in a thread; the workload's URL is that server's URL.
+
+A factory is `factory(args, envs, knobs) -> SimServer` (not started yet):
+- `args`: the workload's `args` (list of str), `envs`: its `envs` as a dict;
+- `knobs`: a `ServiceKnobs` (health_delay, generic fault knobs of the backing service, and a
+  free-form `options` mapping for stand-in specific settings).
+
+Image names (matchers are checked newest registration first; the default is used last):
+
+| Image (matcher)                                   | Stand-in                                       |
+|---------------------------------------------------|------------------------------------------------|
+| anything (default)                                | `runner404.sim.health`: GET /health → 200 after `health_delay` (503 before) |
+
+Later stand-ins register here by image, e.g. the generator (miner images), the renderer
+(`*/render-service-js:*`, see `runner404.pods.presets.RENDERER_IMAGE`) and the VLM judge
+(`vllm/vllm-openai:*`). Register them at the bottom of this module (so `python -m
+runner404.sim targon` knows them), or at runtime from a test with `register()` /
+`unregister()`.
+
+A matcher is a glob pattern (`fnmatch`, case-sensitive, matched against the whole image
+reference, e.g. `"vllm/vllm-openai:*"`), a compiled regular expression (`search`), or a
+callable `image -> bool`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from runner404.sim.health import HealthHandler
+from runner404.sim.http import Knobs, SimServer
+
+
+@dataclass(frozen=True)
+class ServiceKnobs:
+    """What a backing service is told besides its args and envs."""
+
+    health_delay: float = 0.0  # seconds after start during which /health is not yet 200
+    faults: Knobs = field(default_factory=Knobs)  # generic knobs of the backing service itself
+    options: Mapping[str, Any] = field(default_factory=dict)  # stand-in specific settings
+
+
+Factory = Callable[[list[str], dict[str, str], ServiceKnobs], SimServer]
+Matcher = str | re.Pattern[str] | Callable[[str], bool]
+
+
+@dataclass(frozen=True, eq=False)  # identity: unregister() removes exactly this one
+class Registration:
+    matcher: Matcher
+    factory: Factory
+
+    def matches(self, image: str) -> bool:
+        if isinstance(self.matcher, str):
+            return fnmatchcase(image, self.matcher)
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.search(image) is not None
+        return bool(self.matcher(image))
+
+
+class _HealthHandler(HealthHandler):
+    pass
+
+
+def health_service(args: list[str], envs: dict[str, str], knobs: ServiceKnobs) -> SimServer:
+    """The default backing service: `runner404.sim.health` (GET /health)."""
+    server = SimServer(("127.0.0.1", 0), _HealthHandler, knobs.faults)
+    server.healthy_at = time.monotonic() + knobs.health_delay  # type: ignore[attr-defined]
+    server.warming_status = int(knobs.options.get("warming_status", 503))  # type: ignore[attr-defined]
+    return server
+
+
+DEFAULT = Registration("*", health_service)
+_registry: list[Registration] = []
+_lock = threading.Lock()
+
+
+def register(matcher: Matcher, factory: Factory) -> Registration:
+    """Serve workloads whose image matches with `factory`; newer registrations win."""
+    registration = Registration(matcher, factory)
+    with _lock:
+        _registry.append(registration)
+    return registration
+
+
+def unregister(registration: Registration) -> None:
+    with _lock:
+        if registration in _registry:
+            _registry.remove(registration)
+
+
+def service_for_image(image: str) -> Factory:
+    with _lock:
+        candidates = list(reversed(_registry))
+    for registration in candidates:
+        if registration.matches(image):
+            return registration.factory
+    return DEFAULT.factory
+
+
+# -- registrations (newest wins; keep the table in the module docstring in step) -------------
