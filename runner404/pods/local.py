@@ -122,6 +122,7 @@ class LocalProvider:
         """A kept local pod from an earlier run, if its process still answers."""
         pid = int(row.uid.removeprefix("local-"))
         if not row.url or not _alive(pid):
+            ctx.ledger.pod_update(row.uid, status="deleted")  # it died with its run
             return None
         try:
             await wait_healthy(ctx.http, row.url, pod.health.path, timeout=2 * pod.health.interval + 1,

@@ -4,7 +4,8 @@ Knobs every stand-in has (command-line flags of the same names):
 - latency: seconds added to every request (after it acquires a capacity slot);
 - capacity: requests served at once (others wait), 0 = unlimited;
 - fail_rate / fail_status: answer that share of requests with that status instead;
-- drop_rate: close that share of connections without answering.
+- drop_rate: close that share of connections without answering;
+- stall_rate / stall: hold that share of requests `stall` seconds before answering (timeouts).
 The random source is seeded so a run with the same seed injects the same faults.
 """
 
@@ -33,6 +34,14 @@ class Knobs:
     fail_status: int = 503
     drop_rate: float = 0.0
     seed: int = 0
+    stall_rate: float = 0.0
+    stall: float = 0.0
+
+    def delay(self, server: SimServer) -> None:
+        """Sleep the latency, and the stall when this request is drawn to stall."""
+        wait = self.latency + (self.stall if server.chance(self.stall_rate) else 0.0)
+        if wait > 0:
+            time.sleep(wait)
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +51,13 @@ class Knobs:
         parser.add_argument("--fail-status", type=int, default=503, help="status of injected failures")
         parser.add_argument("--drop-rate", type=float, default=0.0, help="share of connections closed without an answer")
         parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
+        parser.add_argument("--stall-rate", type=float, default=0.0, help="share of requests held --stall seconds")
+        parser.add_argument("--stall", type=float, default=0.0, help="seconds a stalled request is held")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Knobs:
-        return cls(args.latency, args.capacity, args.fail_rate, args.fail_status, args.drop_rate, args.seed)
+        return cls(args.latency, args.capacity, args.fail_rate, args.fail_status, args.drop_rate, args.seed,
+                   args.stall_rate, args.stall)
 
 
 @dataclass
@@ -209,8 +221,7 @@ class SimHandler(BaseHTTPRequestHandler):
             if self.server.slots:
                 self.server.slots.acquire()
             try:
-                if self.server.knobs.latency:
-                    time.sleep(self.server.knobs.latency)
+                self.server.knobs.delay(self.server)
                 if self.server.chance(self.server.knobs.drop_rate):
                     self.close_connection = True
                     self.connection.close()

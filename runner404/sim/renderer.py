@@ -455,9 +455,9 @@ class RendererHandler(SimHandler):
         if server.slots:
             server.slots.acquire()
         try:
-            delay = server.knobs.latency + server.view_latency * len(options.thetas)
-            if delay > 0:
-                time.sleep(delay)
+            server.knobs.delay(server)
+            if server.view_latency:
+                time.sleep(server.view_latency * len(options.thetas))
             if server.chance(server.knobs.drop_rate):
                 self.close_connection = True
                 self.connection.close()
@@ -506,9 +506,9 @@ def create_server(host: str, port: int, args: argparse.Namespace) -> RendererSer
 def start_renderer(host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0, capacity: int = 0,
                    fail_rate: float = 0.0, fail_status: int = 503, drop_rate: float = 0.0, seed: int = 0,
                    init_delay: float = 0.0, view_latency: float = 0.0, wrong_count_rate: float = 0.0,
-                   bad_base64_rate: float = 0.0) -> RendererServer:
+                   bad_base64_rate: float = 0.0, stall_rate: float = 0.0, stall: float = 0.0) -> RendererServer:
     """A renderer serving in a background thread; `.url`, `.stats`, `.stop()`."""
-    knobs = Knobs(latency, capacity, fail_rate, fail_status, drop_rate, seed)
+    knobs = Knobs(latency, capacity, fail_rate, fail_status, drop_rate, seed, stall_rate, stall)
     server = RendererServer((host, port), knobs, init_delay=init_delay, wrong_count_rate=wrong_count_rate,
                             bad_base64_rate=bad_base64_rate, view_latency=view_latency)
     server.start()

@@ -14,6 +14,7 @@ Image names (matchers are checked newest registration first; the default is used
 | Image (matcher)                                   | Stand-in                                       |
 |---------------------------------------------------|------------------------------------------------|
 | anything (default)                                | `runner404.sim.health`: GET /health → 200 after `health_delay` (503 before) |
+| `*render-service-js*`, `runner404-sim/renderer*`  | `runner404.sim.renderer` (the render service)  |
 
 Later stand-ins register here by image, e.g. the generator (miner images), the renderer
 (`*/render-service-js:*`, see `runner404.pods.presets.RENDERER_IMAGE`) and the VLM judge
@@ -107,3 +108,18 @@ def service_for_image(image: str) -> Factory:
 
 
 # -- registrations (newest wins; keep the table in the module docstring in step) -------------
+
+
+def renderer_service(args: list[str], envs: dict[str, str], knobs: ServiceKnobs) -> SimServer:
+    """`runner404.sim.renderer`; options: renderer_init_delay, wrong_count_rate, bad_base64_rate."""
+    from runner404.sim.renderer import RendererServer
+
+    options = knobs.options
+    return RendererServer(("127.0.0.1", 0), knobs.faults,
+                          init_delay=float(options.get("renderer_init_delay", knobs.health_delay)),
+                          wrong_count_rate=float(options.get("wrong_count_rate", 0.0)),
+                          bad_base64_rate=float(options.get("bad_base64_rate", 0.0)))
+
+
+register("*render-service-js*", renderer_service)
+register("runner404-sim/renderer*", renderer_service)

@@ -24,10 +24,10 @@ from runner404 import png
 from runner404.engine import atomic
 from runner404.engine.context import ItemFailure, StageContext
 from runner404.errors import InfraError
+from runner404.manifest.model import parse_duration
 from runner404.views import BACKGROUND, GRID_SIZE, View, view_sets
 
 DEFAULT_CONCURRENCY = 2
-TIMEOUT = httpx.Timeout(300.0, connect=30.0)
 MAX_SOURCE = 1024 * 1024
 
 
@@ -123,7 +123,8 @@ async def run(ctx: StageContext) -> None:
         return
     workloads = await ctx.workloads()
     pod = ctx.manifest.pods[ctx.stage.pod or ""]
-    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+    timeout = httpx.Timeout(parse_duration(params.get("timeout", "300s")), connect=30.0)
+    async with httpx.AsyncClient(timeout=timeout) as client:
         await asyncio.gather(*(wait_ready(client, w.url, pod.health.timeout, min(pod.health.interval, 1.0))
                                for w in workloads))
         urls = itertools.cycle([w.url for w in workloads])
