@@ -162,9 +162,11 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_outputs(tmp_path)
     victim = tmp_path / "victim"
     local_manifest(victim, modules=12, concurrency=2, renderer_flags="--view-latency 0.01")
     rng = random.Random(404)
-    for _ in range(5):
+    for _ in range(5):  # each kill lands at a random moment after a random number of items
+        done = sum(e["event"] == "item_done" for e in events(victim))
         process = start(victim)
-        time.sleep(rng.uniform(0.2, 1.2))
+        wait_for_event(victim, "item_done", min(11, done + rng.randint(1, 2)))
+        time.sleep(rng.uniform(0, 0.05))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     done_before_final = sum(e["event"] == "item_done" for e in events(victim))
