@@ -119,7 +119,7 @@ def validate(
 StateDirOption = Annotated[Optional[Path], typer.Option(
     "--state-dir", metavar="DIR", help="Where the ledger and run logs live. Default: .runner404 beside the manifest.")]
 ForceOption = Annotated[Optional[list[str]], typer.Option(
-    "--force", metavar="STAGE", help="Redo this stage even if it is up to date ('all' for every stage). Repeatable.")]
+    "--force", metavar="STAGE", help="Redo this stage even if it is up to date; a bare --force (or 'all') redoes every stage. Repeatable.")]
 
 
 def _force(values: list[str] | None) -> set[str]:
@@ -309,10 +309,18 @@ COMMANDS = {"validate", "plan", "run", "status", "graph", "schema", "init"}
 
 
 def _shorthand(argv: list[str]) -> list[str]:
-    """`404-run FILE [options]` means `404-run run FILE [options]`."""
+    """`404-run FILE [options]` means `404-run run FILE [options]`; a bare `--force` (last, or
+    before another option or the manifest) means `--force all`."""
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        return ["run", *argv]
-    return argv
+        argv = ["run", *argv]
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if arg == "--force" and (following is None or following.startswith("-")
+                                 or following.endswith((".yaml", ".yml"))):
+            out.append("all")
+    return out
 
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:

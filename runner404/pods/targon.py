@@ -23,6 +23,19 @@ URL_TIMEOUT = 1800.0  # the validators' visibility window
 GONE_TIMEOUT = 300.0
 
 
+async def delete_and_confirm(client: TargonClient, uid: str, poll: float, timeout: float = GONE_TIMEOUT) -> None:
+    """Delete a workload and poll until the API no longer has it (or reports it deleted)."""
+    await client.delete(uid)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await client.state(uid)
+        if state is None or state.status == "deleted":
+            return
+        if time.monotonic() > deadline:
+            raise InfraError(f"workload {uid} still {state.status} {timeout:g}s after delete")
+        await asyncio.sleep(poll)
+
+
 class TargonProvider:
     name = "targon"
 
@@ -70,15 +83,7 @@ class TargonProvider:
 
     async def stop(self, workload: Workload, ctx: PodContext) -> None:
         ctx.event("pod_stopping", pod=workload.pod, replica=workload.replica, uid=workload.uid)
-        await self.client.delete(workload.uid)
-        deadline = time.monotonic() + GONE_TIMEOUT
-        while True:
-            state = await self.client.state(workload.uid)
-            if state is None or state.status == "deleted":
-                break
-            if time.monotonic() > deadline:
-                raise InfraError(f"workload {workload.uid} still {state.status} {GONE_TIMEOUT:g}s after delete")
-            await asyncio.sleep(min(self.poll, 1.0))
+        await delete_and_confirm(self.client, workload.uid, min(self.poll, 1.0))
         ctx.ledger.pod_update(workload.uid, status="deleted")
 
     async def reuse(self, row: Any, pod: Pod, ctx: PodContext) -> Workload | None:

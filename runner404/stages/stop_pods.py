@@ -1,13 +1,14 @@
 """`stop-pods`: delete Targon workloads by exact names, by name prefix, or all this project created.
 
-Workloads already stopped or deleted are skipped; every deletion is reported, and the stage fails
-when any deletion failed (classic-cli D13).
+Workloads already stopped or deleted are skipped; every deletion is confirmed against the API and
+reported, and the stage fails when any deletion failed (classic-cli D13).
 """
 
 from __future__ import annotations
 
 from runner404.engine.context import StageContext
 from runner404.errors import InfraError
+from runner404.pods.targon import delete_and_confirm
 from runner404.pods.targon_api import TargonClient
 from runner404.secret import Secret
 
@@ -37,7 +38,7 @@ async def run(ctx: StageContext) -> None:
                 ctx.summary.append(f"{workload.name} ({workload.uid}): already {workload.status}")
                 continue
             try:
-                await client.delete(workload.uid)
+                await delete_and_confirm(client, workload.uid, poll=0.5)
             except InfraError as exc:
                 errors.append(f"{workload.name} ({workload.uid}): {exc}")
                 ctx.summary.append(f"{workload.name} ({workload.uid}): delete failed: {exc}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import time
 
 import pytest
 
@@ -143,3 +145,90 @@ def test_the_api_key_is_nowhere_on_disk_or_in_output(tmp_path, cli, targon):
     for path, data in tree(tmp_path).items():
         assert KEY.encode() not in data, path
     assert KEY not in os.environ.get("RUNNER404_TEST_TARGON_KEY", "")
+
+
+def test_a_kept_pod_is_reused_by_the_next_run(tmp_path, cli, targon):
+    targon_manifest(tmp_path, modules=2)
+    path = tmp_path / "m.yaml"
+    path.write_text(path.read_text() + "  start:\n    uses: pod\n    pod: renderer\n")
+    first = _run(cli, tmp_path, targon)
+    assert first.exit_code == 0, first.stdout
+    assert "start: engine-test-renderer: http://127.0.0.1:" in first.stdout
+    (kept,) = targon.live_workloads()
+    second = _run(cli, tmp_path, targon, "--force")
+    assert second.exit_code == 0
+    assert targon.live_workloads() == [kept] and len(targon.workloads) == 1
+    assert any(e["event"] == "pod_ready" and e["reused"] for e in events(tmp_path))
+
+
+def test_stop_pods_by_name_prefix_and_ownership(tmp_path, cli, targon):
+    targon_manifest(tmp_path, modules=1)
+    path = tmp_path / "m.yaml"
+    path.write_text(path.read_text() + "  start:\n    uses: pod\n    pod: renderer\n")
+    assert _run(cli, tmp_path, targon).exit_code == 0
+    client_request = {"type": "SERVERLESS", "image": "example.org/x:1", "resource_name": "cpu-small",
+                      "ports": [{"port": 8000, "protocol": "TCP"}],
+                      "serverless_config": {"min_replicas": 1, "max_replicas": 1, "container_concurrency": 1,
+                                            "target_concurrency": 1, "visibility": "external"}}
+    import httpx
+
+    for name in ("generator", "judge-old", "someone-else"):
+        httpx.post(f"{targon.url}/tha/v2/workloads", json={**client_request, "name": name},
+                   headers={"Authorization": f"Bearer {KEY}"}).raise_for_status()
+    (tmp_path / "stop.yaml").write_text(
+        path.read_text().split("pods:")[0] + "stages:\n  stop:\n    uses: stop-pods\n"
+        "    names: [generator]\n    prefix: judge-\n    owned: true\n")
+    result = cli(["run", "stop.yaml", "--targon-url", targon.url], cwd=tmp_path,
+                 environ={"RUNNER404_TEST_TARGON_KEY": KEY})
+    assert result.exit_code == 0, result.stdout
+    assert sorted(w.name for w in targon.live_workloads()) == ["someone-else"]
+    for name in ("generator", "judge-old", "engine-test-renderer"):
+        assert re.search(rf"stop: {name} \(wrk-[0-9a-f]+\): deleted", result.stdout)
+
+
+def test_targon_api_faults_are_retried(tmp_path, cli):
+    sim = start_targon(api_key=KEY, url_delay=0.1, delete_delay=0.05, fail_rate=0.2, seed=3)
+    try:
+        targon_manifest(tmp_path, modules=2)
+        result = _run(cli, tmp_path, sim)
+        assert result.exit_code == 0, result.stdout
+        assert sim.live_workloads() == []
+    finally:
+        sim.stop()
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path):
+    sim = start_targon(api_key=KEY, url_delay=0.1, health_delay=60.0, delete_delay=5.0)
+    try:
+        targon_manifest(tmp_path, modules=1, health_timeout="120s")
+        process = start(tmp_path, env={"RUNNER404_TEST_TARGON_KEY": KEY, "TARGON_API_URL": sim.url})
+        wait_for_event(tmp_path, "pod_health")
+        process.send_signal(signal.SIGINT)
+        wait_for_event(tmp_path, "pod_stopping")  # teardown waits for the workload to be gone
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+        assert process.returncode == 130
+        assert time.monotonic() - started < 2
+        assert "exiting now; resume with: 404-run run m.yaml --progress plain" in err
+    finally:
+        sim.stop()
+
+
+def test_workloads_of_a_killed_run_are_cleaned_up_by_the_next(tmp_path):
+    sim = start_targon(api_key=KEY, url_delay=0.1, health_delay=60.0, delete_delay=0.05)
+    try:
+        targon_manifest(tmp_path, modules=1, health_timeout="120s")
+        env = {"RUNNER404_TEST_TARGON_KEY": KEY, "TARGON_API_URL": sim.url}
+        process = start(tmp_path, env=env)
+        wait_for_event(tmp_path, "pod_health")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert len(sim.live_workloads()) == 1  # leaked: nothing can clean up after SIGKILL
+        (tmp_path / "js/m000.js").unlink()  # the next run needs no renderer
+        result = start(tmp_path, env=env)
+        out, err = result.communicate(timeout=30)
+        assert result.returncode == 0, err
+        assert "deleting wrk-" in err and sim.live_workloads() == []
+    finally:
+        sim.stop()
