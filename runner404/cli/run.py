@@ -313,6 +313,8 @@ def _shorthand(argv: list[str]) -> list[str]:
     before another option or the manifest) means `--force all`."""
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv = ["run", *argv]
+    if not argv or argv[0] not in ("run", "plan"):
+        return argv
     out = []
     for i, arg in enumerate(argv):
         out.append(arg)
