@@ -196,6 +196,9 @@ class SimHandler(BaseHTTPRequestHandler):
     def send(self, status: int, body: bytes = b"", content_type: str = "application/json",
              headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        if status in (204, 304):  # no body, no length: a body would be misread as the next response
+            self.end_headers()
+            return
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for key, value in (headers or {}).items():
