@@ -41,7 +41,7 @@ def run_summary(result, manifest_file: str) -> str:
     for o in result.outcomes:
         counts = f"{o.done} done" + (f", {len(o.failed)} failed" if o.failed else "") if o.status not in (
             "skipped", "blocked", "interrupted") else ""
-        rows.append([o.id, o.kind, o.status, counts, o.error or ""])
+        rows.append([o.id, o.kind, o.status, counts, f"{o.error} (see {result.log})" if o.error else ""])
     lines = [f"run {result.run_id} of {manifest_file}"]
     lines += _table(rows)
     for o in result.outcomes:
