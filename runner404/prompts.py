@@ -23,15 +23,34 @@ class Prompt:
     image_url: str  # an http(s) URL or a local path
 
 
+def is_remote(url: str) -> bool:
+    return url.startswith(("http://", "https://", "data:"))
+
+
 @dataclass(frozen=True)
 class PromptSet:
     id: str
     prompts: tuple[Prompt, ...]
     seed: int | None
+    base_dir: Path | None = None  # where relative local image paths start (the file's folder)
 
     @property
     def stems(self) -> list[str]:
         return [p.stem for p in self.prompts]
+
+    def local_image(self, prompt: Prompt) -> Path | None:
+        """The image file of a prompt given as a local path (None for URLs)."""
+        if is_remote(prompt.image_url):
+            return None
+        if prompt.image_url.startswith("file://"):
+            return Path(urlsplit(prompt.image_url).path)
+        path = Path(prompt.image_url).expanduser()
+        return path if path.is_absolute() else (self.base_dir or Path.cwd()) / path
+
+    def image_url(self, prompt: Prompt) -> str:
+        """A URL for the prompt image: as given, or `file://` for a local path."""
+        local = self.local_image(prompt)
+        return prompt.image_url if local is None else local.resolve().as_uri()
 
 
 class PromptError(Exception):

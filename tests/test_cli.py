@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,8 +94,7 @@ def test_validate_json_of_valid_manifest_lists_warnings(tmp_path, cli):
     manifest = (ROOT / "manifests/quickstart.yaml").read_text().replace(
         "prompts:\n  demo:", "prompts:\n  unused: {items: [https://example.com/x.png], seed: 1}\n  demo:")
     (tmp_path / "m.yaml").write_text(manifest)
-    (tmp_path / "quickstart").mkdir()
-    (tmp_path / "quickstart/prompts.json").write_text((ROOT / "manifests/quickstart/prompts.json").read_text())
+    shutil.copytree(ROOT / "manifests/quickstart", tmp_path / "quickstart")
     result = cli(["validate", "m.yaml", "--format", "json"], cwd=tmp_path)
     assert result.exit_code == 0
     assert json.loads(result.stdout)["diagnostics"] == [{

@@ -30,6 +30,7 @@ KINDS = {
     "pod": "runner404.stages.pod",
     "stop-pods": "runner404.stages.stop_pods",
     "render": "runner404.stages.render",
+    "generate": "runner404.stages.generate",
 }
 
 SKIPPED, DONE, PARTIAL, FAILED, BLOCKED, INTERRUPTED = (

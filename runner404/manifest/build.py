@@ -173,6 +173,7 @@ class ManifestBuilder:
             self.error(path, f"prompt set '{sid}' has {what}: give exactly one", key=True)
             return None
         seed = spec.get("seed") if isinstance(spec.get("seed"), int) else None
+        images_from = self.base_dir
         try:
             if "file" in spec:
                 if not isinstance(spec["file"], str):
@@ -180,6 +181,7 @@ class ManifestBuilder:
                 file = self.base_dir / Path(spec["file"]).expanduser()
                 prompts, file_seed = read_prompt_file(file, spec["file"])
                 seed = seed if seed is not None else file_seed
+                images_from = file.parent
             else:
                 if not isinstance(spec["items"], list):
                     return None
@@ -191,7 +193,15 @@ class ManifestBuilder:
                 else:
                     self.error(path + ("file",), f"prompt set '{sid}': {message}")
             return None
-        return PromptSet(sid, tuple(prompts), seed)
+        prompt_set = PromptSet(sid, tuple(prompts), seed, images_from)
+        missing = False
+        for index, prompt in enumerate(prompt_set.prompts):
+            local = prompt_set.local_image(prompt)
+            if local is not None and not local.is_file():
+                where_ = ("items", index) if "items" in spec else ("file",)
+                self.error(path + where_, f"prompt set '{sid}': image of '{prompt.stem}' not found: {prompt.image_url}")
+                missing = True
+        return None if missing else prompt_set
 
     # -- stages ------------------------------------------------------------------------------
 

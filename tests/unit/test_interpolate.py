@@ -253,7 +253,7 @@ def judge_manifest(extra_stages: str) -> str:
     duel = ("duel:\n  uses: judge\n  pod: judge\n  prompts: demo\n  seed: 1\n"
             "  left: ${{ stages.render.outputs.dir }}\n  right: other/\n")
     text = manifest(stages=duel + extra_stages)
-    text = text.replace("pods:\n", "prompts:\n  demo:\n    items: [a.png]\npods:\n" + textwrap.indent(JUDGE, "  "))
+    text = text.replace("pods:\n", "prompts:\n  demo:\n    items: [https://example.com/a.png]\npods:\n" + textwrap.indent(JUDGE, "  "))
     return text
 
 
