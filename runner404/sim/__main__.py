@@ -11,9 +11,11 @@ from runner404.sim.http import Knobs, serve_main
 
 # service name -> module; each module has add_arguments(parser) and create_server(host, port, args)
 SERVICES = {
+    "generator": "runner404.sim.generator",
     "health": "runner404.sim.health",
     "renderer": "runner404.sim.renderer",
     "targon": "runner404.sim.targon",
+    "vlm": "runner404.sim.vlm",
 }
 
 

@@ -155,7 +155,10 @@ class Generator:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run_batch(self, prompts: list[dict], seed: int) -> bytes:
-        await self.wait_for({"ready", "complete"}, {"warming_up"}, self.timing.warmup, "waiting for readiness")
+        # `generating` may be our own batch from an interrupted run (resubmitting it is
+        # idempotent) or someone else's (409: submit() waits for it to finish).
+        await self.wait_for({"ready", "complete", "generating"}, {"warming_up"}, self.timing.warmup,
+                            "waiting for readiness")
         await self.submit(prompts, seed)
         deadline = time.monotonic() + self.timing.generation
         last = None
