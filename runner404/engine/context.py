@@ -17,6 +17,7 @@ from runner404.engine.ledger import Ledger
 from runner404.engine.retry import RetryPolicy, describe, is_transient
 from runner404.errors import Runner404Error
 from runner404.manifest.model import Manifest, Stage
+from runner404.plan.inputs import input_token
 from runner404.pods.manager import PodManager
 from runner404.pods.provider import Workload
 
@@ -70,7 +71,8 @@ class StageContext:
         base = self.manifest.base_dir
         outputs = {str(f.resolve().relative_to(base.resolve())) if f.resolve().is_relative_to(base.resolve())
                    else str(f.resolve()): f.stat().st_size for f in files}
-        self.ledger.item_done(self.run_id, self.id, self.fingerprint, item, attempt, outputs)
+        self.ledger.item_done(self.run_id, self.id, self.fingerprint, item, attempt, outputs,
+                              input_token(self.stage, self.manifest, item))
         self.done_count += 1
         self.failed.pop(item, None)
         self.event("item_done", stage=self.id, item=item, attempt=attempt)

@@ -92,7 +92,7 @@ class Executor:
 
     async def run(self) -> RunResult:
         manifest = self.manifest
-        plan = self.plan = make_plan(manifest, LedgerState(self.ledger, manifest.base_dir), self.options.force)
+        plan = self.plan = make_plan(manifest, LedgerState(self.ledger, manifest), self.options.force)
         self.events("run_started", run=self.run_id, manifest=manifest.file,
                     stages=[{"id": s.id, "kind": s.kind, "action": s.action, "reasons": s.reasons,
                              "items": len(s.items), "step": s.step} for s in plan.stages])
@@ -152,7 +152,7 @@ class Executor:
         stage = self.manifest.stages[stage_plan.id]
         outcome = StageOutcome(stage.id, stage.kind, FAILED, items=len(stage_plan.items))
         started = time.monotonic()
-        state = LedgerState(self.ledger, self.manifest.base_dir)
+        state = LedgerState(self.ledger, self.manifest)
         forced = stage.id in self.options.force or "*" in self.options.force
         done_before = frozenset() if forced else state.done_items(stage.id, stage_plan.fingerprint)
         todo = [i for i in stage_plan.items if i not in done_before]

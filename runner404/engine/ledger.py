@@ -13,11 +13,13 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner404.manifest.model import Manifest
+from runner404.plan.inputs import input_token
 from runner404.plan.planner import StageRecord
 
 SCHEMA = """
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS stages (
 );
 CREATE TABLE IF NOT EXISTS items (
     stage TEXT NOT NULL, fingerprint TEXT NOT NULL, item TEXT NOT NULL, status TEXT NOT NULL,
-    run_id TEXT NOT NULL, outputs TEXT, reason TEXT, detail TEXT, updated REAL NOT NULL,
+    run_id TEXT NOT NULL, outputs TEXT, reason TEXT, detail TEXT, updated REAL NOT NULL, inputs TEXT,
     PRIMARY KEY (stage, fingerprint, item)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -86,6 +88,8 @@ class Ledger:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         self.db.row_factory = sqlite3.Row
+        if not readonly and "inputs" not in {r[1] for r in self.db.execute("PRAGMA table_info(items)")}:
+            self.db.execute("ALTER TABLE items ADD COLUMN inputs TEXT")  # ledgers from 0.1.0 previews
 
     def close(self) -> None:
         self.db.close()
@@ -128,14 +132,16 @@ class Ledger:
     # -- items -------------------------------------------------------------------------------
 
     def item_done(self, run_id: str, stage: str, fingerprint: str, item: str, attempt: int,
-                  outputs: dict[str, int]) -> None:
-        """Record a finished item and its successful attempt in one transaction."""
+                  outputs: dict[str, int], inputs: str | None = None) -> None:
+        """Record a finished item (its output sizes and a token of its inputs) and its
+        successful attempt in one transaction."""
         now = time.time()
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("INSERT OR REPLACE INTO items (stage, fingerprint, item, status, run_id, outputs, "
-                            "reason, detail, updated) VALUES (?,?,?,?,?,?,NULL,NULL,?)",
-                            (stage, fingerprint, item, DONE, run_id, json.dumps(outputs, sort_keys=True), now))
+                            "reason, detail, updated, inputs) VALUES (?,?,?,?,?,?,NULL,NULL,?,?)",
+                            (stage, fingerprint, item, DONE, run_id, json.dumps(outputs, sort_keys=True), now,
+                             inputs))
             self.db.execute("INSERT INTO attempts (run_id, stage, item, attempt, ok, error, at) "
                             "VALUES (?,?,?,?,1,NULL,?)", (run_id, stage, item, attempt, now))
 
@@ -154,14 +160,19 @@ class Ledger:
         return self.db.execute("SELECT * FROM items WHERE stage=? AND fingerprint=? ORDER BY item",
                                (stage, fingerprint)).fetchall()
 
-    def done_items(self, stage: str, fingerprint: str, base: Path) -> frozenset[str]:
-        """Items done under `fingerprint` whose recorded files still exist with their sizes."""
+    def done_items(self, stage: str, fingerprint: str, base: Path,
+                   input_token: Callable[[str], str] | None = None) -> frozenset[str]:
+        """Items done under `fingerprint` whose recorded files still exist with their sizes and,
+        given `input_token(item)`, whose inputs are still those they were made from."""
         done = []
-        for row in self.db.execute("SELECT item, outputs FROM items WHERE stage=? AND fingerprint=? AND status=?",
-                                   (stage, fingerprint, DONE)):
+        for row in self.db.execute("SELECT item, outputs, inputs FROM items WHERE stage=? AND fingerprint=? "
+                                   "AND status=?", (stage, fingerprint, DONE)):
             outputs = json.loads(row["outputs"] or "{}")
-            if all(_size(base / rel) == size for rel, size in outputs.items()):
-                done.append(row["item"])
+            if not all(_size(base / rel) == size for rel, size in outputs.items()):
+                continue
+            if input_token is not None and row["inputs"] != input_token(row["item"]):
+                continue
+            done.append(row["item"])
         return frozenset(done)
 
     def attempts(self, stage: str, item: str | None = None) -> list[sqlite3.Row]:
@@ -203,8 +214,8 @@ def _size(path: Path) -> int | None:
 class LedgerState:
     """The planner's view of the ledger (runner404.plan.planner.StateView)."""
 
-    def __init__(self, ledger: Ledger, base: Path):
-        self.ledger, self.base = ledger, base
+    def __init__(self, ledger: Ledger, manifest: Manifest):
+        self.ledger, self.manifest, self.base = ledger, manifest, manifest.base_dir
 
     def last_stage(self, stage_id: str) -> StageRecord | None:
         row = self.ledger.last_stage_row(stage_id)
@@ -213,4 +224,6 @@ class LedgerState:
         return StageRecord(row["fingerprint"], json.loads(row["inputs"]))
 
     def done_items(self, stage_id: str, fingerprint: str) -> frozenset[str]:
-        return self.ledger.done_items(stage_id, fingerprint, self.base)
+        stage = self.manifest.stages[stage_id]
+        return self.ledger.done_items(stage_id, fingerprint, self.base,
+                                      lambda item: input_token(stage, self.manifest, item))

@@ -56,7 +56,7 @@ def _readonly_ledger(manifest: Manifest, state_dir: Path | None) -> Iterator[Led
 def plan_manifest(manifest: Manifest, *, state_dir: Path | None = None, force: set[str] | None = None) -> Plan:
     """The plan `run` would follow, from the ledger when there is one; changes nothing."""
     with _readonly_ledger(manifest, state_dir) as ledger:
-        state = LedgerState(ledger, manifest.base_dir) if ledger else EmptyState()
+        state = LedgerState(ledger, manifest) if ledger else EmptyState()
         return make_plan(manifest, state, force)
 
 
@@ -87,7 +87,7 @@ def stage_status(manifest: Manifest, *, state_dir: Path | None = None) -> list[S
                 result.append(StageStatus(stage.id, stage.kind, None, "never ran", None, None, 0, 0, {}, None))
                 continue
             items = ledger.items(stage.id, row["fingerprint"])
-            done = ledger.done_items(stage.id, row["fingerprint"], manifest.base_dir)
+            done = LedgerState(ledger, manifest).done_items(stage.id, row["fingerprint"])
             failed = {r["item"]: r["reason"] for r in items if r["status"] == "failed"}
             result.append(StageStatus(stage.id, stage.kind, row["run_id"], row["status"], row["started"],
                                       row["ended"], row["items_total"], len(done), failed, row["error"]))

@@ -72,15 +72,13 @@ def attempts(call: CallSpec, rules: Rules) -> tuple[Attempt, ...]:
     too); sleep 0.5·(k+1) s after a failed attempt that is not the last (judge.md §4)."""
     vlm = rules.vlm
     total = call.max_retries
-    return tuple(
-        Attempt(
-            k=k,
-            temperature=vlm.first_temperature if k == 0 else vlm.retry_temperature_base + vlm.retry_temperature_step * k,
-            seed=call.seed_base + k + vlm.attempt_seed_offset,
-            backoff=vlm.backoff_seconds * (k + 1) if k + 1 < total else 0.0,
-        )
-        for k in range(total)
-    )
+
+    def temperature(k: int) -> float:
+        return vlm.first_temperature if k == 0 else vlm.retry_temperature_base + vlm.retry_temperature_step * k
+
+    return tuple(Attempt(k=k, temperature=temperature(k), seed=call.seed_base + k + vlm.attempt_seed_offset,
+                         backoff=vlm.backoff_seconds * (k + 1) if k + 1 < total else 0.0)
+                 for k in range(total))
 
 
 def request_params(call: CallSpec, attempt: Attempt, rules: Rules) -> dict[str, Any]:
@@ -96,7 +94,8 @@ def request_params(call: CallSpec, attempt: Attempt, rules: Rules) -> dict[str, 
 
 def attempt_failed_message(call: CallSpec, attempt: Attempt, error: BaseException) -> str:
     """`<label>: attempt <k+1>/<n> failed: <ExceptionType>: <first 160 chars>` (judge.md §4)."""
-    return f"{call.label}: attempt {attempt.k + 1}/{call.max_retries} failed: {type(error).__name__}: {str(error)[:160]}"
+    failure = f"{type(error).__name__}: {str(error)[:160]}"
+    return f"{call.label}: attempt {attempt.k + 1}/{call.max_retries} failed: {failure}"
 
 
 def all_failed_message(call: CallSpec) -> str:

@@ -1,0 +1,115 @@
+"""The chat messages of each judge call (judge.md §6): fixed captions around the images, and our
+own instruction wording from Jinja2 templates, which a manifest may replace (`templates:`)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+BUILTIN = Path(__file__).parent / "templates"
+TEMPLATE_NAMES = sorted(p.name for p in BUILTIN.glob("*.j2"))
+
+# How a view is described to the model (judge.md §6; front_below is our own wording).
+ANGLES = {
+    "front": "the front",
+    "front_left": "slightly left of the front",
+    "front_right": "slightly right of the front",
+    "front_above": "the front, from slightly above",
+    "front_below": "the front, from slightly below",
+    "right": "the right side",
+    "back": "the back",
+    "left": "the left side",
+    "top_down": "directly above (top-down)",
+}
+
+Parts = list[tuple[str, Any]]  # ("text", str) | ("image", path or URL)
+
+
+class Templates:
+    """Built-in templates, each replaceable by a same-named file in `folder`."""
+
+    def __init__(self, folder: Path | None = None):
+        loaders = ([FileSystemLoader(str(folder))] if folder else []) + [FileSystemLoader(str(BUILTIN))]
+        self.env = SandboxedEnvironment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
+                                        autoescape=False, trim_blocks=True, lstrip_blocks=False)
+        self.folder = folder
+
+    def render(self, name: str, **values: Any) -> str:
+        return self.env.get_template(name).render(**values).strip()
+
+    def digest(self) -> str:
+        """sha256 over the sources in use (for the stage fingerprint)."""
+        sha = hashlib.sha256()
+        for name in TEMPLATE_NAMES:
+            source, _, _ = self.env.loader.get_source(self.env, name)
+            sha.update(name.encode() + b"\0" + source.encode() + b"\0")
+        return sha.hexdigest()
+
+
+def _chat(system: str, parts: Parts) -> tuple[str, Parts]:
+    return system, parts
+
+
+def prompt_match(t: Templates, prompt: str, first: Path, second: Path, angle: str) -> tuple[str, Parts]:
+    """S1 (white views) and S3 (gray views)."""
+    return _chat(t.render("evaluator_system.j2"), [
+        ("text", "Reference image (target object):"), ("image", prompt),
+        ("text", "3D model 1:"), ("image", first),
+        ("text", "3D model 2:"), ("image", second),
+        ("text", t.render("prompt_match.j2", angle=ANGLES.get(angle, angle))),
+    ])
+
+
+def best_view(t: Templates, prompt: str, first: Path, second: Path) -> tuple[str, Parts]:
+    return _chat(t.render("evaluator_system.j2"), [
+        ("text", "Image prompt to generate 3D model:"), ("image", prompt),
+        ("text", "First 3D model (single best prompt-matching view):"), ("image", first),
+        ("text", "Second 3D model (single best prompt-matching view):"), ("image", second),
+        ("text", t.render("best_view.j2")),
+    ])
+
+
+def artifact_compare(t: Templates, prompt: str, first: Path, second: Path) -> tuple[str, Parts]:
+    return _chat(t.render("evaluator_system.j2"), [
+        ("text", "Image prompt to generate 3D model:"), ("image", prompt),
+        ("text", "First 3D model (4 different views):"), ("image", first),
+        ("text", "Second 3D model (4 different views):"), ("image", second),
+        ("text", t.render("artifact_compare.j2")),
+    ])
+
+
+def checklist_decompose(t: Templates, prompt: str) -> tuple[str, Parts]:
+    return _chat(t.render("checklist_decompose_system.j2"), [
+        ("text", "Reference image:"), ("image", prompt),
+        ("text", t.render("checklist_decompose.j2")),
+    ])
+
+
+def checklist_verify(t: Templates, prompt: str, grid: Path, main_object: str,
+                     features: list[dict]) -> tuple[str, Parts]:
+    return _chat(t.render("checklist_verify_system.j2"), [
+        ("text", "Reference image:"), ("image", prompt),
+        ("text", "3D model (4 views, 2x2 grid):"), ("image", grid),
+        ("text", t.render("checklist_verify.j2", main_object=main_object, features=features)),
+    ])
+
+
+def side_guard(t: Templates, front: Path, side: Path, view: str) -> tuple[str, Parts]:
+    return _chat(t.render("side_guard_system.j2"), [
+        ("text", "Front view of the 3D model:"), ("image", front),
+        ("text", f"Same 3D model viewed from {ANGLES.get(view, view)}:"), ("image", side),
+        ("text", t.render("side_guard.j2")),
+    ])
+
+
+def explain(t: Templates, prompt: str, grid_a: Path, grid_b: Path) -> tuple[str, Parts]:
+    return _chat(t.render("explain_system.j2"), [
+        ("text", "Reference image:"), ("image", prompt),
+        ("text", "Model A (4 views):"), ("image", grid_a),
+        ("text", "Model B (4 views):"), ("image", grid_b),
+        ("text", t.render("explain.j2")),
+    ])

@@ -1,0 +1,54 @@
+"""What each item reads, so an item whose inputs changed on disk is redone.
+
+A stage's fingerprint covers its parameters and its upstream stages' fingerprints, but an
+upstream stage can change one item's output without changing its fingerprint (a failed render
+retried, a deleted `.js` regenerated). So each done item also records a token of the files it
+read (path, size, modification time); the item is done only while that token still matches.
+Sizes and times, not hashes: checking 128 duels' 26 images each must stay instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from runner404.manifest.model import Manifest, Stage
+
+
+def item_input_files(stage: Stage, manifest: Manifest, item: str) -> list[Path]:
+    params = stage.params
+    if stage.kind == "render":
+        return [manifest.resolve_path(str(params.get("input", ""))) / f"{item}.js"]
+    if stage.kind == "judge":
+        from runner404.judge.rules import required_files, rules_from
+
+        try:
+            files = required_files(rules_from(params.get("rules")))
+        except ValueError:
+            return []
+        sides = [manifest.resolve_path(str(params.get(side, ""))) / item for side in ("left", "right")]
+        return [side / name for side in sides for name in files]
+    if stage.kind == "generate":
+        prompt_set = manifest.prompt_sets.get(stage.prompts or "")
+        prompt = next((p for p in prompt_set.prompts if p.stem == item), None) if prompt_set else None
+        local = prompt_set.local_image(prompt) if prompt else None
+        return [local] if local else []
+    if stage.kind == "report":
+        return [manifest.resolve_path(str(params.get("input", ""))) / "duels.json"]
+    return []
+
+
+def token(files: list[Path]) -> str:
+    state = []
+    for path in files:
+        try:
+            stat = path.stat()
+            state.append([str(path), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            state.append([str(path), None, None])
+    return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:32]
+
+
+def input_token(stage: Stage, manifest: Manifest, item: str) -> str:
+    return token(item_input_files(stage, manifest, item))
