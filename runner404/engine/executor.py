@@ -31,6 +31,7 @@ KINDS = {
     "stop-pods": "runner404.stages.stop_pods",
     "render": "runner404.stages.render",
     "generate": "runner404.stages.generate",
+    "judge": "runner404.stages.judge",
 }
 
 SKIPPED, DONE, PARTIAL, FAILED, BLOCKED, INTERRUPTED = (

@@ -55,7 +55,7 @@ def _chat(system: str, parts: Parts) -> tuple[str, Parts]:
 
 
 def prompt_match(t: Templates, prompt: str, first: Path, second: Path, angle: str) -> tuple[str, Parts]:
-    """S1 (white views) and S3 (gray views)."""
+    """S1 (white views) and S3 (gray views); `angle` is a view name or its description."""
     return _chat(t.render("evaluator_system.j2"), [
         ("text", "Reference image (target object):"), ("image", prompt),
         ("text", "3D model 1:"), ("image", first),
@@ -99,6 +99,7 @@ def checklist_verify(t: Templates, prompt: str, grid: Path, main_object: str,
 
 
 def side_guard(t: Templates, front: Path, side: Path, view: str) -> tuple[str, Parts]:
+    """S4; `view` is a view name or its description."""
     return _chat(t.render("side_guard_system.j2"), [
         ("text", "Front view of the 3D model:"), ("image", front),
         ("text", f"Same 3D model viewed from {ANGLES.get(view, view)}:"), ("image", side),

@@ -2,9 +2,9 @@
 
 Every call of every duel goes through one shared in-flight limit, so a fast server is kept busy
 and a slow one is not flooded. A call is tried `max_retries` times with the reference's
-temperature and seed schedule; a reply is accepted only when the lenient parser makes it valid
-for the call's schema; after the last attempt the neutral fallback (if the call has one) is
-returned instead of an error.
+temperature and seed schedule (runner404.judge.calls.attempts); a reply is accepted only when the
+lenient parser makes it valid for the call's schema; after the last attempt the neutral fallback
+(if the call has one) is returned instead of an error.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ from typing import Any
 import httpx
 
 from runner404.engine.retry import describe
+from runner404.judge.calls import CallSpec, all_failed_message, attempt_failed_message, attempts, request_params
+from runner404.judge.replies import parse_reply
+from runner404.judge.rules import Rules
 
 
 def chat_base(endpoint: str) -> str:
     """`<endpoint>/v1`: trailing `/` stripped, `/v1` appended unless already there."""
     base = endpoint.strip().rstrip("/")
     return base if base.endswith("/v1") else f"{base}/v1"
-
-
-def attempt_settings(attempt: int, seed_base: int) -> tuple[float, int]:
-    """(temperature, seed) of attempt k = 0, 1, …: 0.0 first, then 0.1 + 0.05·k; seed base + k + 100."""
-    return (0.0 if attempt == 0 else round(0.1 + 0.05 * attempt, 4)), seed_base + attempt + 100
 
 
 class ImageCache:
@@ -66,12 +64,11 @@ class VlmError(Exception):
 
 
 class VlmClient:
-    def __init__(self, endpoint: str, model: str, *, max_inflight: int = 32, timeout: float = 600.0,
+    def __init__(self, endpoint: str, limit: asyncio.Semaphore, *, timeout: float = 600.0, max_inflight: int = 32,
                  transport: httpx.AsyncBaseTransport | None = None,
                  on_warning: Callable[[str], None] | None = None):
         self.base = chat_base(endpoint)
-        self.model = model
-        self.limit = asyncio.Semaphore(max_inflight)
+        self.limit = limit  # shared by every client of the stage: one in-flight cap for all calls
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=30.0), transport=transport,
                                       limits=httpx.Limits(max_connections=max_inflight + 4,
                                                           max_keepalive_connections=max_inflight + 4))
@@ -98,42 +95,33 @@ class VlmClient:
                 out.append({"type": "image_url", "image_url": {"url": self.images.url(value)}})
         return out
 
-    async def complete(self, messages: list[dict], *, label: str, schema: dict, temperature: float,
-                       seed: int, max_tokens: int) -> str:
+    async def complete(self, messages: list[dict], params: dict[str, Any]) -> str:
         """One chat completion; returns the message content (None → "")."""
-        body = {
-            "model": self.model, "messages": messages, "temperature": temperature, "seed": seed,
-            "max_tokens": max_tokens,
-            "response_format": {"type": "json_schema", "json_schema": {"name": f"{label}-response", "schema": schema}},
-        }
         async with self.limit:
-            response = await self.http.post(f"{self.base}/chat/completions", json=body)
+            response = await self.http.post(f"{self.base}/chat/completions", json={**params, "messages": messages})
         response.raise_for_status()
         try:
             return response.json()["choices"][0]["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise VlmError("response is not a chat completion") from None
 
-    async def call(self, messages: list[dict], *, label: str, schema: dict, seed_base: int, max_tokens: int,
-                   max_retries: int, parse: Callable[[str, dict], dict], fallback: dict | None) -> dict:
-        """The safe JSON call of judge.md §4: retries, repair, and the neutral fallback."""
+    async def call(self, messages: list[dict], call: CallSpec, rules: Rules) -> dict:
+        """The safe JSON call of judge.md §4: attempts with the reference's temperature and seed
+        schedule, lenient repair, and the neutral fallback when every attempt failed."""
         self.log.calls += 1
         last = "no attempt"
-        for attempt in range(max_retries):
-            temperature, seed = attempt_settings(attempt, seed_base)
+        for attempt in attempts(call, rules):
             self.log.attempts += 1
             try:
-                text = await self.complete(messages, label=label, schema=schema, temperature=temperature,
-                                           seed=seed, max_tokens=max_tokens)
-                return parse(text, schema)
+                text = await self.complete(messages, request_params(call, attempt, rules))
+                return parse_reply(text, call.schema)
             except Exception as exc:  # any failure of one attempt, per the reference
-                reason = describe(exc) if isinstance(exc, httpx.HTTPError) else f"{type(exc).__name__}: {exc}"
-                last = reason[:160]
-                self.on_warning(f"{label}: attempt {attempt + 1}/{max_retries} failed: {last}")
-                if attempt + 1 < max_retries:
-                    await asyncio.sleep(0.5 * (attempt + 1))
-        self.log.failures.append(f"{label}: {last}")
-        if fallback is not None:
-            self.on_warning(f"{label}: all {max_retries} attempts failed; using the neutral fallback")
-            return dict(fallback)
-        raise VlmError(f"{label}: all {max_retries} attempts failed (last: {last})")
+                last = describe(exc) if isinstance(exc, httpx.HTTPError) else f"{type(exc).__name__}: {exc}"
+                self.on_warning(attempt_failed_message(call, attempt, exc))
+                if attempt.backoff:
+                    await asyncio.sleep(attempt.backoff)
+        self.log.failures.append(f"{call.label}: {last[:160]}")
+        if call.fallback is not None:
+            self.on_warning(all_failed_message(call))
+            return dict(call.fallback)
+        raise VlmError(f"{call.label}: all {call.max_retries} attempts failed (last: {last[:160]})")

@@ -39,7 +39,19 @@ def stage_inputs(stage: Stage, manifest: Manifest, upstream: Mapping[str, str]) 
             "args": list(pod.args),
         },
         "runner": __version__,
+        **({"templates": _templates_digest(stage, manifest)} if stage.kind == "judge" else {}),
     }
+
+
+def _templates_digest(stage: Stage, manifest: Manifest) -> str:
+    """The judge's prompt wording is part of what decides a duel."""
+    from runner404.judge.messages import Templates
+
+    folder = stage.params.get("templates")
+    try:
+        return Templates(manifest.resolve_path(folder) if folder else None).digest()
+    except Exception as exc:  # a broken replacement folder: the stage reports it when it runs
+        return f"unreadable: {type(exc).__name__}"
 
 
 def stage_fingerprint(stage: Stage, manifest: Manifest, upstream: Mapping[str, str]) -> str:

@@ -1,8 +1,8 @@
 """Health gating: a pod is used only once its health path answers 200.
 
 Only 200 is healthy. Every other outcome (another 2xx such as 204, an error status, a timeout,
-a refused connection) waits the poll interval and counts toward the window, so an odd status can
-never become a busy loop (classic-cli D12).
+a refused connection) waits before the next poll and counts toward the window, so an odd status
+can never become a busy loop (classic-cli D12).
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import httpx
 
 from runner404.errors import InfraError
 from runner404.engine.retry import describe
+
+
+FIRST_POLL = 0.1  # polls start fast and double up to the pod's interval: a local service is up in
+                  # a fraction of a second, a GPU model server in minutes
 
 
 class HealthTimeout(InfraError):
@@ -32,6 +36,7 @@ async def wait_healthy(client: httpx.AsyncClient, base: str, path: str, timeout:
     url = health_url(base, path)
     started = time.monotonic()
     last = "no answer yet"
+    wait = min(interval, FIRST_POLL)
     while True:
         reason = alive() if alive else None
         if reason:
@@ -44,8 +49,9 @@ async def wait_healthy(client: httpx.AsyncClient, base: str, path: str, timeout:
         except httpx.HTTPError as exc:
             last = describe(exc)
         elapsed = time.monotonic() - started
-        if elapsed + interval > timeout:
+        if elapsed + wait > timeout:
             raise HealthTimeout(f"{url} not healthy within {timeout:g}s (last: {last})")
         if on_wait:
             on_wait(elapsed, last)
-        await asyncio.sleep(interval)
+        await asyncio.sleep(wait)
+        wait = min(interval, wait * 2)

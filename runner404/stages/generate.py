@@ -89,8 +89,13 @@ class Generator:
                                        f"in a row (last: {describe(exc)})") from None
                 await asyncio.sleep(self.timing.poll)
 
+    async def pause(self, polls: int) -> None:
+        """Poll fast at first (a batch may be done in seconds), then every `poll_interval`."""
+        await asyncio.sleep(min(self.timing.poll, 0.05 * 2 ** polls))
+
     async def wait_for(self, accept: set[str], wait: set[str], timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
+        polls = 0
         while True:
             body = await self.status()
             state = body["status"]
@@ -102,7 +107,8 @@ class Generator:
                 raise BatchFailure(f"unexpected generator status while {what}: {state}")
             if time.monotonic() > deadline:
                 raise BatchFailure(f"timed out after {timeout:g}s {what} (status={state})")
-            await asyncio.sleep(self.timing.poll)
+            await self.pause(polls)
+            polls += 1
 
     async def submit(self, prompts: list[dict], seed: int) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -162,6 +168,7 @@ class Generator:
         await self.submit(prompts, seed)
         deadline = time.monotonic() + self.timing.generation
         last = None
+        polls = 0
         while True:
             body = await self.status()
             state = body["status"]
@@ -178,7 +185,8 @@ class Generator:
                                progress=progress[0], total=progress[1])
             if time.monotonic() > deadline:
                 raise BatchFailure(f"timed out after {self.timing.generation:g}s waiting for generation")
-            await asyncio.sleep(self.timing.poll)
+            await self.pause(polls)
+            polls += 1
         return await self.results()
 
 
