@@ -66,7 +66,7 @@ def format_text(diagnostics: list[Diagnostic]) -> str:
             out.append(f"  {' ' * len(gutter)} | {' ' * (d.col - 1)}^{'~' * (width - 1)}")
     errors = sum(d.severity == "error" for d in diagnostics)
     warnings = len(diagnostics) - errors
-    parts = [f"{errors} error{'s' * (errors != 1)}"]
+    parts = [f"{errors} error{'s' * (errors != 1)}"] if errors or not warnings else []
     if warnings:
         parts.append(f"{warnings} warning{'s' * (warnings != 1)}")
     out.append(", ".join(parts))

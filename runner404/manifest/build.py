@@ -65,6 +65,7 @@ class ManifestBuilder:
             self.check_stage(stage, pods, prompt_sets, default_provider)
         edges = self.edges(stages)
         self.check_cycles(stages, edges)
+        self.check_view_sets(stages, edges)
         self.check_outputs(stages)
         self.check_unused(stages)
         return Manifest(
@@ -261,6 +262,13 @@ class ManifestBuilder:
                     if key not in stage.params:
                         self.error(path, f"stage '{stage.id}': repo: and cdn_url: go together; "
                                          f"{key} is missing", key=True)
+        if stage.kind == "judge" and not self.is_broken(path + ("rules",)):
+            from runner404.judge.rules import rules_from
+
+            try:
+                rules_from(stage.params.get("rules"))
+            except ValueError as exc:
+                self.error(path + ("rules",), f"stage '{stage.id}': rules: {exc}")
         if stage.kind == "stop-pods":
             if not any(stage.params.get(k) for k in ("names", "prefix", "owned")):
                 self.error(path, f"stage '{stage.id}' deletes nothing: give names:, prefix: or owned: true",
@@ -304,6 +312,32 @@ class ManifestBuilder:
             first = next(e for e in edges if e.stage == cycle[0] and e.on == cycle[1])
             self.diags.append(Diagnostic.at(first.mark, "dependency cycle: " + " → ".join(cycle)
                                             + " (each stage needs the next)"))
+
+    def check_view_sets(self, stages: dict[str, Stage], edges: list[Edge]) -> None:
+        """Warn when a judge's rules need views that the render stage feeding it does not make."""
+        from runner404.judge.rules import required_files, rules_from
+        from runner404.views import stem_files, view_sets
+
+        for stage in stages.values():
+            if stage.kind != "judge":
+                continue
+            try:
+                needed = set(required_files(rules_from(stage.params.get("rules"))))
+            except ValueError:
+                continue
+            for edge in edges:
+                producer = stages.get(edge.on)
+                if edge.stage != stage.id or producer is None or producer.kind != "render":
+                    continue
+                try:
+                    made = set(stem_files(view_sets(producer.params.get("views"))))
+                except (KeyError, TypeError):
+                    continue
+                if needed - made:
+                    self.warn(("stages", stage.id, "rules"), f"stage '{stage.id}' needs "
+                              f"{', '.join(sorted(needed - made))}, which stage '{producer.id}' does not "
+                              "render (set its views: to match the rules preset); those duels would have "
+                              "no preview")
 
     def resolve(self, folder: str) -> str:
         return os.path.normpath(self.base_dir / Path(folder).expanduser())

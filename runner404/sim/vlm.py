@@ -842,6 +842,7 @@ class VlmHandler(SimHandler):
         ("GET", "/v1/models"): "models",
         ("GET", "/version"): "version",
         ("POST", "/v1/chat/completions"): "chat",
+        ("GET", "/sim/stats"): "sim_stats",
     }
 
     def _count(self, path: str) -> None:
@@ -877,6 +878,12 @@ class VlmHandler(SimHandler):
 
     def do_route_version(self) -> None:
         self.send_json(200, {"version": VLLM_VERSION})
+
+    def do_route_sim_stats(self) -> None:
+        """Counters for benchmarks that run the stand-in as its own process (not a vLLM route)."""
+        server = self.server
+        self.send_json(200, {"calls_by_label": dict(server.calls_by_label), "busy_share": server.busy_share(),
+                             "peak_in_flight": server.stats.peak_in_flight, "capacity": server.capacity})
 
     def do_route_models(self) -> None:
         server = self.server

@@ -29,7 +29,7 @@ from runner404.judge.rules import Rules, required_files, rules_from
 from runner404.judge.vlm import VlmClient, VlmError
 from runner404.prompts import Prompt, PromptSet
 
-DEFAULT_CONCURRENCY = 8  # a full duel keeps up to 8 calls in flight: 4 duels fill vLLM's 32 seqs
+DEFAULT_CONCURRENCY = 16  # a duel has up to 8 calls in flight (S1, S4); 16 duels keep 32 seqs busy through their gaps
 
 
 def present_files(folder: Path, needed: list[str]) -> set[str] | None:
