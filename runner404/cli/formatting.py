@@ -54,6 +54,7 @@ def run_summary(result, manifest_file: str) -> str:
     verdict = {0: "done", 1: "failed", 3: "failed (provider)", 4: "done with failed items",
                130: "interrupted"}.get(result.exit_code, "failed")
     lines.append(f"{verdict}; log: {result.log}")
+    lines += [f"open {artifact}" for o in result.outcomes for artifact in o.artifacts]
     return "\n".join(lines)
 
 

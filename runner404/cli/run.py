@@ -260,6 +260,50 @@ def status(
 
 
 @app.command()
+def report(
+    ctx: typer.Context,
+    source: Annotated[Path, typer.Argument(metavar="DIR|FILE", help="A judge output folder, or a manifest.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="DIR",
+                                                   help="Where to write (folder input only; default DIR/report).")] = None,
+    win_margin: Annotated[float, typer.Option("--win-margin", help="Margin at which right qualifies.")] = 0.07,
+    title: Annotated[Optional[str], typer.Option("--title", help="Report title.")] = None,
+    sets: SetOption = None,
+    vars_files: VarsFileOption = None,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Write report.json, summary.md, report.html and junit.xml again.
+
+    From a judge output folder (duels.json, match.json), or for every report stage of a manifest whose judge has run.
+    """
+    env = _env(ctx)
+    path = env.path(source)
+    written: list[Path] = []
+    if path.is_dir():
+        from runner404.report.write import sources_from_match, write_report
+
+        _, written = write_report(sources_from_match(path, env.cwd), env.path(output) if output else path / "report",
+                                  win_margin=win_margin, title=title or f"{source}",
+                                  provenance={}, failures=[])
+    else:
+        from runner404.engine.executor import state_paths
+        from runner404.engine.ledger import Ledger
+        from runner404.stages.report import report_stage
+
+        manifest = _load(env, source, sets, vars_files)
+        ledger_path, _ = state_paths(manifest, env.path(state_dir) if state_dir else None)
+        ledger = Ledger(ledger_path, readonly=True) if ledger_path.exists() else None
+        try:
+            for stage in manifest.stages.values():
+                if stage.kind == "report":
+                    written += report_stage(manifest, stage, ledger)[1]
+        finally:
+            if ledger:
+                ledger.close()
+    for file in written:
+        env.out(str(file))
+
+
+@app.command()
 def graph(
     ctx: typer.Context,
     file: ManifestArg,
@@ -305,7 +349,7 @@ def init(
     env.out(f"next: 404-run validate {Path(directory) / 'manifest.yaml'}")
 
 
-COMMANDS = {"validate", "plan", "run", "status", "graph", "schema", "init"}
+COMMANDS = {"validate", "plan", "run", "status", "report", "graph", "schema", "init"}
 
 
 def _shorthand(argv: list[str]) -> list[str]:
@@ -348,6 +392,12 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except KeyboardInterrupt:
         env.err("404-run: interrupted")
         return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug of ours: say so briefly; RUNNER404_DEBUG=1 shows the traceback
+        if env.environ.get("RUNNER404_DEBUG"):
+            raise
+        env.err(f"404-run: internal error: {type(exc).__name__}: {exc}\n"
+                "This is a bug in runner404; run again with RUNNER404_DEBUG=1 for the traceback and report it.")
+        return ExitCode.FAILED
     return ExitCode.OK
 
 

@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp makes 0600 files, outputs get the usual permissions
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
@@ -17,6 +19,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -30,7 +33,9 @@ def write_text(path: Path, text: str) -> None:
 def staging_dir(final: Path) -> Path:
     """A fresh temporary folder beside `final`, to fill and then `replace_dir` into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    staged = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(staged, 0o777 & ~_UMASK)
+    return staged
 
 
 def replace_dir(staged: Path, final: Path) -> None:

@@ -32,6 +32,7 @@ KINDS = {
     "render": "runner404.stages.render",
     "generate": "runner404.stages.generate",
     "judge": "runner404.stages.judge",
+    "report": "runner404.stages.report",
 }
 
 SKIPPED, DONE, PARTIAL, FAILED, BLOCKED, INTERRUPTED = (
@@ -50,6 +51,7 @@ class StageOutcome:
     infra: bool = False
     seconds: float = 0.0
     summary: list[str] = field(default_factory=list)
+    artifacts: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -146,8 +148,16 @@ class Executor:
         if stage_plan.action != RUN:
             self.outcomes[sid] = StageOutcome(sid, stage_plan.kind, SKIPPED, items=len(stage_plan.items))
             self.events("stage_skipped", stage=sid, reasons=stage_plan.reasons)
-            return
-        self.outcomes[sid] = await self._run_stage(stage_plan)
+        else:
+            self.outcomes[sid] = await self._run_stage(stage_plan)
+        self.outcomes[sid].artifacts = self._artifacts(sid)
+
+    def _artifacts(self, sid: str) -> list[Path]:
+        """Files a stage kind points the user at (report.html), when they exist."""
+        stage = self.manifest.stages[sid]
+        names = getattr(importlib.import_module(KINDS[stage.kind]), "ARTIFACTS", ()) if stage.kind in KINDS else ()
+        folder = self.manifest.resolve_path(stage.output) if stage.output else None
+        return [folder / name for name in names if folder and (folder / name).is_file()]
 
     async def _run_stage(self, stage_plan: StagePlan) -> StageOutcome:
         stage = self.manifest.stages[stage_plan.id]
