@@ -349,7 +349,7 @@ def init(
     env.out(f"next: 404-run validate {Path(directory) / 'manifest.yaml'}")
 
 
-COMMANDS = {"validate", "plan", "run", "status", "report", "graph", "schema", "init"}
+COMMANDS = {"validate", "plan", "run", "status", "report", "graph", "schema", "init", "chain"}
 
 
 def _shorthand(argv: list[str]) -> list[str]:
@@ -367,6 +367,15 @@ def _shorthand(argv: list[str]) -> list[str]:
                                  or following.endswith((".yaml", ".yml"))):
             out.append("all")
     return out
+
+
+def _add_chain_commands() -> None:
+    from runner404.cli.chain import app as chain_app
+
+    app.add_typer(chain_app, name="chain")
+
+
+_add_chain_commands()
 
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:

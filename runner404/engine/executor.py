@@ -33,6 +33,8 @@ KINDS = {
     "generate": "runner404.stages.generate",
     "judge": "runner404.stages.judge",
     "report": "runner404.stages.report",
+    "commit": "runner404.stages.commit",
+    "commitments": "runner404.stages.commitments",
 }
 
 SKIPPED, DONE, PARTIAL, FAILED, BLOCKED, INTERRUPTED = (

@@ -12,6 +12,7 @@ from runner404.plan.fingerprint import stage_fingerprint, stage_inputs
 
 RUN, SKIP = "RUN", "SKIP"
 ITEM_KINDS = {"generate", "render", "judge"}  # kinds whose items are prompt stems
+VOLATILE_KINDS = {"commitments"}  # read state that changes outside the run: always run
 
 
 @dataclass(frozen=True)
@@ -132,11 +133,13 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return reasons or ["fingerprint changed"]
 
 
-def _decide(record: StageRecord | None, done: frozenset[str], fingerprint: str, inputs: dict,
+def _decide(kind: str, record: StageRecord | None, done: frozenset[str], fingerprint: str, inputs: dict,
             items: list[str], forced: bool) -> tuple[str, list[str]]:
     missing = [i for i in items if i not in done]
     if forced:
         return RUN, ["forced"]
+    if kind in VOLATILE_KINDS:
+        return RUN, ["reads live chain state"]
     if items and not missing:  # done under this very fingerprint, perhaps by an earlier run than the last
         return SKIP, [f"up to date ({len(items)}/{len(items)} items done)" if len(items) > 1 else "up to date"]
     if record is None:
@@ -164,7 +167,7 @@ def make_plan(manifest: Manifest, state: StateView | None = None, force: set[str
             fingerprint = stage_fingerprint(stage, manifest, upstream)
             fingerprints[sid] = fingerprint
             items = items_of[sid] = stage_items(stage, manifest, items_of)
-            action, reasons = _decide(state.last_stage(sid), state.done_items(sid, fingerprint), fingerprint,
+            action, reasons = _decide(stage.kind, state.last_stage(sid), state.done_items(sid, fingerprint), fingerprint,
                                       inputs, items, sid in force or "*" in force)
             plans.append(StagePlan(
                 id=sid, kind=stage.kind, step=number, action=action, reasons=reasons, items=items,
