@@ -150,3 +150,26 @@ def test_console_scripts_are_installed():
         done = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert f"Usage: {script}" in done.stdout
+
+
+def test_the_manifest_reference_in_docs_is_generated_from_the_schema(cli):
+    """Like black's docs: the reference may not drift from the schema (regenerate with
+    `404-run schema --format markdown > docs/manifest-reference.md`)."""
+    result = cli(["schema", "--format", "markdown"])
+    assert result.exit_code == 0
+    assert (ROOT / "docs/manifest-reference.md").read_text() == result.stdout
+
+
+def test_every_schema_property_is_described():
+    def walk(schema, path):
+        for key, prop in schema.get("properties", {}).items():
+            if key != "$schema" and "$ref" not in prop:
+                assert prop.get("description"), f"{path}.{key} has no description"
+            walk(prop, f"{path}.{key}")
+        for option in schema.get("anyOf", []):
+            walk(option, path)
+
+    root = manifest_schema()
+    walk(root, "manifest")
+    for name, definition in root["$defs"].items():
+        walk(definition, name)

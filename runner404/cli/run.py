@@ -323,15 +323,29 @@ def graph(
     env.out(draw(nodes, labels, dependency_map(manifest)))
 
 
+class SchemaFormat(str, Enum):
+    json = "json"
+    markdown = "markdown"
+
+
 @app.command()
-def schema(ctx: typer.Context) -> None:
-    """Print the manifest JSON Schema (2020-12).
+def schema(
+    ctx: typer.Context,
+    format: Annotated[SchemaFormat, typer.Option("--format", help="json (the schema), or markdown (a reference).")
+                      ] = SchemaFormat.json,
+) -> None:
+    """Print the manifest JSON Schema (2020-12), or a Markdown reference made from it.
 
-    Editors use it to complete and check manifests: 404-run schema > manifest.schema.json
+    Editors use the schema to complete and check manifests: 404-run schema > manifest.schema.json
     """
-    from runner404.schema import schema_text
+    if format is SchemaFormat.markdown:
+        from runner404.schema_docs import markdown
 
-    _env(ctx).out(schema_text().rstrip("\n"))
+        _env(ctx).out(markdown().rstrip("\n"))
+    else:
+        from runner404.schema import schema_text
+
+        _env(ctx).out(schema_text().rstrip("\n"))
 
 
 @app.command()
