@@ -93,6 +93,13 @@ class PlainProgress:
         elif event == "attempt_failed" and record.get("retry_in") is not None:
             line = (f"{record['stage']}: {record['item'] or 'stage'} attempt {record['attempt']} failed "
                     f"({record['error']}); retrying in {record['retry_in']:.1f}s")
+        elif event == "batch_progress" and record.get("total"):
+            now = time.monotonic()
+            if view is not None and now - view.last_print >= self.EVERY:
+                view.last_print = now
+                line = f"{record['stage']}: generating {record['progress']}/{record['total']} on {record['url']}"
+        elif event == "chain_note":
+            line = f"{record['stage']}: {record['level']}: {record['text']}"
         elif event == "item_done" and view is not None:
             now = time.monotonic()
             if now - view.last_print >= self.EVERY and view.done < view.todo:
