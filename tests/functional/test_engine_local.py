@@ -116,12 +116,16 @@ def test_a_pod_that_cannot_start_is_an_infrastructure_failure(tmp_path, cli):
     assert "invalid choice: 'no-such-service'" in log.read_text()
 
 
-def test_an_unavailable_stage_kind_fails_the_stage_with_exit_1(tmp_path, cli):
+def test_a_failed_stage_ends_with_exit_1_and_blocks_what_needs_it(tmp_path, cli):
     path = local_manifest(tmp_path, modules=1)
-    path.write_text(path.read_text() + "  after:\n    uses: report\n    input: out/render\n")
+    path.write_text(path.read_text() + "  summary:\n    uses: report\n    input: out/render\n"
+                    "  again:\n    uses: report\n    input: out/render\n    output: out/again\n"
+                    "    needs: [summary]\n")
     result = cli(["run", "m.yaml"], cwd=tmp_path)
     assert result.exit_code == 1
-    assert re.search(r"after +report +failed .*stage kind 'report' is not available", result.stdout)
+    assert re.search(r"summary +report +failed .*no duels.json in .*out/render: run the judge stage first", result.stdout)
+    assert re.search(r"again +report +blocked", result.stdout)
+    assert re.search(r"render +render +done", result.stdout)  # the stages that could run did
 
 
 def test_transient_faults_are_retried_until_every_item_is_done(tmp_path, cli):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
 import pytest
 
@@ -198,18 +197,17 @@ def test_targon_api_faults_are_retried(tmp_path, cli):
 
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
-    sim = start_targon(api_key=KEY, url_delay=0.1, health_delay=60.0, delete_delay=5.0)
+    # teardown would wait a minute for the workload to be gone; the second Ctrl-C must not
+    sim = start_targon(api_key=KEY, url_delay=0.1, health_delay=60.0, delete_delay=60.0)
     try:
         targon_manifest(tmp_path, modules=1, health_timeout="120s")
         process = start(tmp_path, env={"RUNNER404_TEST_TARGON_KEY": KEY, "TARGON_API_URL": sim.url})
         wait_for_event(tmp_path, "pod_health")
         process.send_signal(signal.SIGINT)
-        wait_for_event(tmp_path, "pod_stopping")  # teardown waits for the workload to be gone
-        started = time.monotonic()
+        wait_for_event(tmp_path, "pod_stopping")
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        out, err = process.communicate(timeout=30)  # well before the 60 s teardown
         assert process.returncode == 130
-        assert time.monotonic() - started < 2
         assert "exiting now; resume with: 404-run run m.yaml --progress plain" in err
     finally:
         sim.stop()
