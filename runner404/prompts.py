@@ -1,4 +1,5 @@
-"""Prompt sets: a prompts JSON file, a text file of image URLs, or an inline list.
+"""Prompt sets: a prompts JSON file, a text file of image URLs, an inline list, or a competition
+round (`rounds/<n>/prompts.txt` and `seed.json`, read by runner404.rounds).
 
 One stem rule for every stage (classic-cli D16): the given stem, else the last path segment of
 the URL (query and fragment removed) up to its first dot; stripped and lower-cased; it must match
@@ -33,6 +34,8 @@ class PromptSet:
     prompts: tuple[Prompt, ...]
     seed: int | None
     base_dir: Path | None = None  # where relative local image paths start (the file's folder)
+    round: int | None = None  # a round prompt set: its round number...
+    source: str | None = None  # ...and the competition base it was read from
 
     @property
     def stems(self) -> list[str]:

@@ -7,8 +7,9 @@ every endpoint that is not `sim:PATH`.
 v11 APIs used (reference: chain.md §3, §7; bittensor 11.3.0 sources):
 
 - connection: `bittensor.Subtensor(network, fallback_endpoints=..., archive_endpoints=...,
-  substrate=...)` (a `bittensor.SyncClient`, blocking, cold until the first call). A `ws(s)://`
-  URL is pinned (no fallback or archive pool); network names keep the SDK's default pools.
+  substrate=...)` (a `bittensor.SyncClient`, blocking), created on the first call, so opening a
+  client imports nothing and never touches the network. A `ws(s)://` URL (and `local`) is pinned
+  (no fallback or archive pool); network names keep the SDK's default pools.
   `substrate=` replaces the whole chain backend (any `bittensor.Substrate`, e.g. a test fake).
 - `current_block`: `Subtensor.block`.
 - `commit`: `bittensor_core.get_encrypted_commitment(json, blocks_until_reveal, 12.0)` (it
@@ -32,8 +33,9 @@ Error mapping (client.py's contract, chain.md §3.3):
   message=<its description>)`;
 - `bittensor.RpcConnectionError` (unreachable node, policy refusal) → `ChainError(
   "RpcConnectionError" | "RpcPolicyError", ...)`; a `bittensor.ChainError` raised by a read →
-  `ChainError(<its name> or "QueryError", ...)`; socket-level failures → `ChainError(
-  "ConnectionError", ...)`;
+  `ChainError(<its name> or "QueryError", ...)` (`"SubmitError"` while submitting); socket-level
+  failures → `ChainError("ConnectionError", ...)`; a failed result without a named error →
+  `error_name="ExtrinsicFailed"`;
 - a missing keyfile → `WalletNotFound(<keyfile path>)`; an oversized payload →
   `codec.PayloadError`, before anything is encrypted or submitted.
 
@@ -94,8 +96,9 @@ def open_chain(endpoint: str, *, substrate: Any = None) -> ChainClient:
 
 # --- error mapping ---------------------------------------------------------------------------
 
-def _translate(exc: BaseException, what: str) -> Runner404Error:
-    """The runner404 error for an exception raised by the SDK during `what`."""
+def _translate(exc: BaseException, what: str, default: str = "QueryError") -> Runner404Error:
+    """The runner404 error for an exception raised by the SDK during `what`; `default` names
+    failures that carry no name of their own."""
     if isinstance(exc, Runner404Error):
         return exc
     import bittensor as bt
@@ -103,12 +106,12 @@ def _translate(exc: BaseException, what: str) -> Runner404Error:
     if isinstance(exc, bt.RpcConnectionError):  # includes RpcPolicyError
         return ChainError(type(exc).__name__, f"{what}: {exc}")
     if isinstance(exc, bt.ChainError):
-        return ChainError(exc.name or "QueryError", f"{what}: {exc.message}")
+        return ChainError(exc.name or default, f"{what}: {exc.message}")
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
         return ChainError("ConnectionError", f"{what}: {type(exc).__name__}: {exc}")
     if isinstance(exc, bt.BittensorError):
         return ChainError(type(exc).__name__, f"{what}: {exc}")
-    return ChainError("QueryError", f"{what}: {type(exc).__name__}: {exc}")
+    return ChainError(default, f"{what}: {type(exc).__name__}: {exc}")
 
 
 # --- the client ------------------------------------------------------------------------------
@@ -117,20 +120,11 @@ class BittensorChain:
     """`ChainClient` over a bittensor 11 `Subtensor` (blocking; safe to call from threads)."""
 
     def __init__(self, endpoint: str, *, substrate: Any = None):
-        target, pinned = resolve(endpoint)
+        self._target, self._pinned = resolve(endpoint)  # a bad endpoint fails here, offline
         self.endpoint = endpoint.strip()
-        import bittensor as bt
-
-        options: dict[str, Any] = {}
-        if substrate is not None:
-            options["substrate"] = substrate
-        elif pinned:
-            options.update(fallback_endpoints=[], archive_endpoints=[])
-        try:
-            self._sub = bt.Subtensor(target, **options)
-        except ValueError as exc:  # an endpoint bittensor does not know
-            raise UsageError(f"Unknown chain endpoint {endpoint!r}: {exc}") from None
-        self._connect_lock = threading.Lock()
+        self._substrate = substrate
+        self._subtensor: Any = None  # built on first use: opening a client imports nothing
+        self._lock = threading.Lock()
         self._connected = False
 
     def __repr__(self) -> str:
@@ -138,30 +132,52 @@ class BittensorChain:
 
     # --- plumbing --------------------------------------------------------------------------
 
+    @property
+    def _sub(self) -> Any:
+        """The `bt.Subtensor` (cold until its first call), created on first use."""
+        if self._subtensor is None:
+            with self._lock:
+                if self._subtensor is None:
+                    import bittensor as bt
+
+                    options: dict[str, Any] = {}
+                    if self._substrate is not None:
+                        options["substrate"] = self._substrate
+                    elif self._pinned:  # one node, no fallback or archive pool
+                        options.update(fallback_endpoints=[], archive_endpoints=[])
+                    try:
+                        self._subtensor = bt.Subtensor(self._target, **options)
+                    except ValueError as exc:  # an endpoint bittensor does not know
+                        raise UsageError(f"Unknown chain endpoint {self.endpoint!r}: "
+                                         f"{exc}") from None
+        return self._subtensor
+
     def _connect(self) -> None:
         if self._connected:
             return
-        with self._connect_lock:  # one handshake even when stages call from several threads
+        sub = self._sub
+        with self._lock:  # one handshake even when stages call from several threads
             if not self._connected:
                 try:
-                    self._sub.connect()
+                    sub.connect()
                 except Exception as exc:
-                    raise _translate(exc, f"cannot connect to {self._sub.endpoint}") from None
+                    raise _translate(exc, f"cannot connect to {sub.endpoint}") from None
                 self._connected = True
 
-    def _run(self, what: str, fn: Callable[[], T]) -> T:
+    def _run(self, what: str, fn: Callable[[], T], default: str = "QueryError") -> T:
         self._connect()
         try:
             return fn()
         except Exception as exc:
-            raise _translate(exc, what) from None
+            raise _translate(exc, what, default) from None
 
     def close(self) -> None:
         """Close the connection and stop bittensor's loop thread (also happens at exit)."""
-        try:
-            self._sub.close()
-        except Exception:
-            pass
+        if self._subtensor is not None:
+            try:
+                self._subtensor.close()
+            except Exception:
+                pass
         self._connected = False
 
     def __enter__(self) -> BittensorChain:
@@ -224,7 +240,8 @@ class BittensorChain:
             info={"fields": [[{"TimelockEncrypted": {"encrypted": encrypted,
                                                       "reveal_round": reveal_round}}]]})
         result = self._run(f"submitting the commitment for {hotkey.ss58_address}",
-                           lambda: self._sub.submit_call(call, w, signer="hotkey"))
+                           lambda: self._sub.submit_call(call, w, signer="hotkey"),
+                           default="SubmitError")
         extrinsic_id = result.extrinsic_id
         block = None
         if extrinsic_id:

@@ -7,10 +7,11 @@ plain dict (the classic JSON fields plus the inclusion block and extrinsic id, D
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import httpx
 from runner404.chain import codec
 from runner404.chain.client import ChainClient, WalletRef
 from runner404.chain.competition import Competition, commitment_window, resolve_round, round_to_commit
+from runner404.collector import CONCURRENCY, Limits, check_stems, js_url
 from runner404.errors import Runner404Error
 
 Note = Callable[[str, str], None]  # note(level, text): level is "info" or "warning"
@@ -74,6 +76,101 @@ def check_cdn(url: str, client: httpx.Client | None = None) -> None:
         raise CommitRefused(f"CDN URL {url} is not accessible: {status}{hint}")
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """Options of the CDN preflight of a repo/cdn_url commit (`commit(..., preflight=Preflight())`).
+
+    `round`: whose stems to check; None = the round the commit counts for, or a number,
+    `current` or `next`. `stems`: check these instead of a round's. `limits`: the collector's
+    download rule (1 MiB, 2 tries 3 s apart, 300 s timeouts)."""
+
+    round: int | str | None = None
+    stems: tuple[str, ...] | None = None
+    limits: Limits = field(default_factory=Limits)
+    concurrency: int = CONCURRENCY
+
+
+@dataclass
+class PreflightReport:
+    cdn_url: str
+    round: int | None
+    found: list[str]
+    missing: dict[str, str]  # stem -> why the validators' download would fail
+
+    @property
+    def total(self) -> int:
+        return len(self.found) + len(self.missing)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def summary(self, shown: int = 5) -> str:
+        where = f" for round {self.round}" if self.round is not None else ""
+        text = (f"CDN preflight: the validators would find {len(self.found)}/{self.total} stems at "
+                f"{self.cdn_url}{where}")
+        if self.missing:
+            listed = "; ".join(f"{js_url(self.cdn_url, stem).rsplit('/', 1)[-1]}: {reason}"
+                               for stem, reason in list(self.missing.items())[:shown])
+            more = f"; and {len(self.missing) - shown} more" if len(self.missing) > shown else ""
+            text += f"; {len(self.missing)} missing: {listed}{more}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cdn_url": self.cdn_url, "round": self.round, "stems": self.total, "found": len(self.found),
+                "missing": dict(self.missing)}
+
+
+def cdn_preflight(competition: Competition, cdn_url: str, round_number: int | str | None = "current", *,
+                  stems: Sequence[str] | None = None, limits: Limits | None = None,
+                  concurrency: int = CONCURRENCY) -> PreflightReport:
+    """Download `{cdn_url}/{stem}.js` for every stem of a round (or the given `stems`) the way the
+    validators' collector does (runner404.collector) and report what it finds. Never raises for a
+    missing stem; raises `Runner404Error` when the round's prompts cannot be read.
+
+    Synchronous (runs its own event loop): call it from a thread without a running loop."""
+    from runner404.prompts import PromptError, build_prompts
+
+    if stems is None:
+        try:
+            if not isinstance(round_number, int):
+                round_number = resolve_round(round_number or "current", competition.state().current_round)
+            urls = competition.prompts(round_number)
+        except Runner404Error as exc:
+            raise Runner404Error(f"CDN preflight: cannot read the prompts of round {round_number}: {exc}") from None
+        try:
+            labels = [f"prompts.txt entry {i + 1}" for i in range(len(urls))]
+            stems = [p.stem for p in build_prompts(urls, labels=labels)]
+        except PromptError as exc:
+            raise Runner404Error(f"CDN preflight: round {round_number}'s prompts: {exc}") from None
+    else:
+        round_number = round_number if isinstance(round_number, int) else None
+    result = asyncio.run(check_stems(cdn_url, list(stems), limits or Limits(), concurrency=concurrency))
+    return PreflightReport(cdn_url, round_number, result.found, result.missing)
+
+
+def _preflight(competition: Competition, cdn_url: str, target: int, preflight: Preflight, force: bool,
+               note: Note) -> PreflightReport | None:
+    """Run the preflight before a repo commit; refuse unless forced when it finds missing stems."""
+    try:
+        report = cdn_preflight(competition, cdn_url, target if preflight.round is None else preflight.round,
+                               stems=preflight.stems, limits=preflight.limits, concurrency=preflight.concurrency)
+    except Runner404Error as exc:
+        if not force:
+            raise CommitRefused(f"{exc}. Check the round, or commit without the preflight check "
+                                "(force: true / --force).") from None
+        note("warning", str(exc))
+        return None
+    if report.ok:
+        note("info", report.summary())
+        return report
+    if not force:
+        raise CommitRefused(f"{report.summary()}. Upload the missing files, or commit anyway with force: true / "
+                            "--force.")
+    note("warning", report.summary())
+    return report
+
+
 def lock_warning(chain: ChainClient, wallet: WalletRef, hotkey: str, entries: list[codec.CommitmentEntry],
                  settings: ChainSettings) -> str | None:
     """The conviction-lock warning of classic-cli §3.11, or None when the lock suffices."""
@@ -110,11 +207,14 @@ def _wait_for_hash(chain: ChainClient, settings: ChainSettings, hotkey: str, win
 def commit(chain: ChainClient, competition: Competition, settings: ChainSettings, wallet: WalletRef, *,
            commit_hash: str | None = None, repo: str | None = None, cdn_url: str | None = None,
            check_cdn_url: bool = True, force: bool = False, reveal_wait: float = 0.0,
-           note: Note = lambda level, text: None) -> dict[str, Any]:
+           note: Note = lambda level, text: None, preflight: Preflight | None = None) -> dict[str, Any]:
     """Commit `{"commit": sha}` or `{"repo", "cdn_url"}` for the round the reveal will land in.
 
     `reveal_wait`: for a repo commit, how long to wait for this round's hash to be revealed
-    (a manifest commits both in one run; the classic command refuses at once)."""
+    (a manifest commits both in one run; the classic command refuses at once).
+    `preflight`: for a repo commit, download the round's `<cdn_url>/<stem>.js` as the validators
+    will (`cdn_preflight`) instead of the HEAD check, and refuse unless `force` when any is
+    missing; the result gains a `preflight` entry. Ignored, with a note, for a hash commit."""
     if commit_hash is not None:
         payload_keys = {"commit": codec.validate_commit_hash(commit_hash)}
     else:
@@ -156,15 +256,23 @@ def commit(chain: ChainClient, competition: Competition, settings: ChainSettings
             note("warning", warning)
     except (Runner404Error, NotImplementedError) as exc:
         note("warning", f"Failed to check conviction lock for your coldkey: {exc}")
-    if commit_hash is None and check_cdn_url:
+    checked = None
+    if preflight is not None and commit_hash is not None:
+        note("warning", "the CDN preflight applies to repo/cdn_url commits; a hash commit has no CDN URL to check")
+    elif preflight is not None:
+        checked = _preflight(competition, payload_keys["cdn_url"], target, preflight, force, note)
+    elif commit_hash is None and check_cdn_url:
         check_cdn(payload_keys["cdn_url"])
     receipt = chain.commit(wallet, settings.netuid, payload, blocks_until_reveal=2)
     if not receipt.success:  # the chain said no (e.g. an unregistered hotkey): the user can fix it
         raise CommitRefused(f"{receipt.error_name or 'CommitFailed'}: {receipt.message}")
     note("info", f"Committed in block {receipt.block} (extrinsic {receipt.extrinsic_id}); reveal expected "
                  f"around block {receipt.reveal_block}")
-    return {"success": True, **payload_keys, "round": target, "block": receipt.block,
-            "extrinsic_id": receipt.extrinsic_id, "reveal_block": receipt.reveal_block}
+    result = {"success": True, **payload_keys, "round": target, "block": receipt.block,
+              "extrinsic_id": receipt.extrinsic_id, "reveal_block": receipt.reveal_block}
+    if checked is not None:
+        result["preflight"] = checked.as_dict()
+    return result
 
 
 def list_commitments(chain: ChainClient, competition: Competition, settings: ChainSettings,

@@ -73,7 +73,8 @@ class PlainProgress:
         elif event == "pod_starting":
             line = f"pod {record['pod']}: starting ({record['provider']}, {record['replicas']} replica(s))"
         elif event == "pod_ready":
-            line = f"pod {record['pod']}: {'reused' if record.get('reused') else 'ready'} at {record['url']}"
+            how = "ready" if not record.get("reused") else "using" if record["uid"] == record["url"] else "reused"
+            line = f"pod {record['pod']}: {how} at {record['url']}"
         elif event == "pod_stopped":
             line = f"pod {record['pod']}: stopped"
         elif event == "pod_stale":

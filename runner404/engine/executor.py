@@ -30,6 +30,7 @@ KINDS = {
     "pod": "runner404.stages.pod",
     "stop-pods": "runner404.stages.stop_pods",
     "render": "runner404.stages.render",
+    "fetch": "runner404.stages.fetch",
     "generate": "runner404.stages.generate",
     "judge": "runner404.stages.judge",
     "report": "runner404.stages.report",
@@ -174,6 +175,7 @@ class Executor:
                                 len(stage_plan.items))
         self.events("stage_started", stage=stage.id, kind=stage.kind, items=len(stage_plan.items),
                     todo=len(todo), reasons=stage_plan.reasons)
+        ctx: StageContext | None = None
         try:
             module = load_kind(stage.kind)
             if stage.output:
@@ -196,8 +198,9 @@ class Executor:
         except Exception as exc:  # a bug in a stage must not lose the other stages' work
             outcome.error = f"internal error: {type(exc).__name__}: {exc}"
         else:
-            outcome.done, outcome.failed, outcome.summary = ctx.done_count, dict(ctx.failed), ctx.summary
             outcome.status = PARTIAL if ctx.failed else DONE
+        if ctx is not None:  # what a stage did and said counts even when it then failed
+            outcome.done, outcome.failed, outcome.summary = ctx.done_count, dict(ctx.failed), ctx.summary
         outcome.seconds = time.monotonic() - started
         self.ledger.end_stage(self.run_id, stage.id, outcome.status, outcome.error)
         self.events("stage_finished", stage=stage.id, status=outcome.status, done=outcome.done,

@@ -168,12 +168,23 @@ class ManifestBuilder:
         if not isinstance(spec, dict) or self.is_broken(("prompts", sid)):
             return None
         path = ("prompts", sid)
-        sources = [k for k in ("file", "items") if k in spec]
+        sources = [k for k in ("file", "items", "round") if k in spec]
         if len(sources) != 1:
-            what = "both file and items" if sources else "neither file nor items"
-            self.error(path, f"prompt set '{sid}' has {what}: give exactly one", key=True)
+            if sources == ["file", "items"]:
+                message = "has both file and items: give exactly one"
+            elif sources:
+                message = f"has {' and '.join(sources)}: give exactly one of file, items or round"
+            else:
+                message = "has none of file, items or round: give exactly one"
+            self.error(path, f"prompt set '{sid}' {message}", key=True)
+            return None
+        if "competition_url" in spec and "round" not in spec:
+            self.error(path + ("competition_url",), f"prompt set '{sid}': competition_url applies to round "
+                                                    "prompt sets only (round: <n> or current)", key=True)
             return None
         seed = spec.get("seed") if isinstance(spec.get("seed"), int) else None
+        if "round" in spec:
+            return self.round_prompt_set(sid, spec, seed)
         images_from = self.base_dir
         try:
             if "file" in spec:
@@ -203,6 +214,34 @@ class ManifestBuilder:
                 self.error(path + where_, f"prompt set '{sid}': image of '{prompt.stem}' not found: {prompt.image_url}")
                 missing = True
         return None if missing else prompt_set
+
+    def round_prompt_set(self, sid: str, spec: dict, seed: int | None) -> PromptSet | None:
+        """`round: <n>` (interpolation turned `current` into a number and filled in competition_url)."""
+        from runner404.errors import Runner404Error
+        from runner404.rounds import open_competition, read_round
+
+        path = ("prompts", sid)
+        number, setting = spec.get("round"), spec.get("competition_url")
+        if not isinstance(number, int) or isinstance(number, bool) or not isinstance(setting, str):
+            return None  # reported by the schema or by interpolation
+        at = path + ("round",)
+        try:
+            competition = open_competition(setting, {}, self.base_dir)
+            found = read_round(competition, number)
+        except Runner404Error as exc:
+            self.error(at, f"prompt set '{sid}': {exc}")
+            return None
+        for line in found.stale:
+            self.warn(at, f"prompt set '{sid}': {line}")
+        labels = [f"{found.relpath} line {no}" for no, _ in found.urls]
+        try:
+            prompts = build_prompts([url for _, url in found.urls], labels=labels)
+        except PromptError as exc:
+            for _, message in exc.problems:
+                self.error(at, f"prompt set '{sid}': {message}")
+            return None
+        return PromptSet(sid, tuple(prompts), seed if seed is not None else found.seed, self.base_dir,
+                         round=number, source=competition.base)
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -262,6 +301,8 @@ class ManifestBuilder:
                     if key not in stage.params:
                         self.error(path, f"stage '{stage.id}': repo: and cdn_url: go together; "
                                          f"{key} is missing", key=True)
+        if stage.kind == "fetch":
+            self.check_fetch(stage)
         if stage.kind == "judge" and not self.is_broken(path + ("rules",)):
             from runner404.judge.rules import rules_from
 
@@ -276,6 +317,16 @@ class ManifestBuilder:
             if default_provider is None or default_provider.type != "targon":
                 self.error(path, f"stage '{stage.id}' deletes Targon workloads and needs "
                                  "provider: targon at the top of the manifest", key=True)
+
+    def check_fetch(self, stage: Stage) -> None:
+        """The URL template of a fetch stage: only `{stem}` is replaced; http(s), file:// or a folder."""
+        from runner404.collector import template_problem
+
+        url = stage.params.get("url")
+        if isinstance(url, str) and not self.is_broken(("stages", stage.id, "url")):
+            problem = template_problem(url)
+            if problem:
+                self.error(("stages", stage.id, "url"), f"stage '{stage.id}': url: {problem}")
 
     # -- graph -------------------------------------------------------------------------------
 

@@ -1,9 +1,18 @@
 """`${{ … }}` expressions in manifest values: Jinja2, sandboxed, strict.
 
-Names: `vars`, `env` (the process environment), `secrets` and `stages.<id>.outputs`. A value that
-is exactly one expression keeps the expression's type (`seed: ${{ vars.seed }}` stays an
-integer); text around expressions makes a string. An undefined name is an error at the position
-of the expression, never an empty string. Referring to `stages.<id>` records a dependency edge.
+Names: `vars`, `env` (the process environment), `secrets`, `prompts.<id>` and
+`stages.<id>.outputs`. A value that is exactly one expression keeps the expression's type
+(`seed: ${{ vars.seed }}` stays an integer); text around expressions makes a string. An undefined
+name is an error at the position of the expression, never an empty string. Referring to
+`stages.<id>` records a dependency edge.
+
+`prompts.<id>` describes a prompt set: `seed` (its `seed:`, the seed of its file, or the round's
+`seed.json`) and, for a round prompt set, `round` (the number, also when written `current`),
+`competition_url` and `config` (the competition's `config.json`, e.g.
+`${{ prompts.round.config.win_margin }}`). Prompt sets are resolved before everything else and
+cannot refer to `prompts` or `stages` themselves; a round set's `competition_url` default (the
+environment, else the public repository) and `round: current` are written into the resolved tree,
+so the rest of the pipeline sees one concrete round. Files are read lazily, only when referred to.
 """
 
 from __future__ import annotations
@@ -19,22 +28,23 @@ from jinja2.utils import missing
 from jinja2.sandbox import SandboxedEnvironment
 
 from runner404.diagnostics import Diagnostic, Mark, did_you_mean
+from runner404.errors import Runner404Error
 from runner404.manifest.load import Document, JsonPath
 from runner404.secret import Secret
 
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 # `stages.render-good.outputs` reads as one dotted name, as in CI expression languages; Jinja
 # would parse `render - good`, so dashed segments become subscripts before compiling.
-_DOTTED = re.compile(r"\b(?:vars|env|secrets|stages)(?:\.[A-Za-z_][A-Za-z0-9_-]*)+")
+_DOTTED = re.compile(r"\b(?:vars|env|secrets|stages|prompts)(?:\.[A-Za-z_][A-Za-z0-9_-]*)+")
 _DASHED_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*-[A-Za-z0-9_-]*)")
 
 
 def _dashes_to_subscripts(source: str) -> str:
     return _DOTTED.sub(lambda m: _DASHED_SEGMENT.sub(lambda s: f"['{s.group(1)}']", m.group(0)), source)
-TOP_LEVEL_NAMES = ("vars", "env", "secrets", "stages")
+TOP_LEVEL_NAMES = ("vars", "env", "secrets", "stages", "prompts")
 # Files each stage kind writes, as `stages.<id>.outputs.<key>` (relative to its output folder).
 STAGE_OUTPUT_FILES: dict[str, dict[str, str]] = {
-    "generate": {}, "render": {}, "commit": {}, "commitments": {},
+    "generate": {}, "render": {}, "fetch": {}, "commit": {}, "commitments": {},
     "judge": {"duels": "duels.json", "match": "match.json"},
     "report": {"json": "report.json", "markdown": "summary.md", "html": "report.html", "junit": "junit.xml"},
 }
@@ -120,6 +130,8 @@ class ExpressionError(Exception):
 class Interpolator:
     def __init__(self, doc: Document, environ: Mapping[str, str], base_dir: Path):
         self.doc = doc
+        self.environ, self.base_dir = environ, base_dir
+        self._competitions: dict[str, Any] = {}  # competition_url -> CachedCompetition
         self.errors: list[Diagnostic] = []
         self.refs: list[StageRef] = []
         self.failed: set[JsonPath] = set()  # values whose expressions failed (already reported)
@@ -153,9 +165,16 @@ class Interpolator:
             self.context["vars"] = Namespace("vars", result["vars"])
         else:
             self.context["vars"] = Namespace("vars", {})
+        self.context["stages"] = _Undefined(hint="prompt sets cannot refer to stages", name="stages")
+        if isinstance(data.get("prompts"), dict):
+            self.context["prompts"] = _Undefined(hint="prompt sets cannot refer to other prompt sets", name="prompts")
+            result["prompts"] = _PromptSets.resolve(self, self.walk(data["prompts"], ("prompts",)))
+            self.context["prompts"] = _PromptSets(self, result["prompts"])
+        else:
+            self.context["prompts"] = _PromptSets(self, {})
         self.context["stages"] = _Stages(self)
         for key, value in data.items():
-            if key not in NO_SECTIONS and key != "vars":
+            if key not in NO_SECTIONS and key not in ("vars", "prompts"):
                 result[key] = self.walk(value, (key,))
         return result
 
@@ -229,6 +248,33 @@ class Interpolator:
         self.errors.append(Diagnostic.at(mark, f"in {shown.strip()}: {message}"))
         return ExpressionError(message)
 
+    # -- round prompt sets (prompts.<id>) ----------------------------------------------------
+
+    def competition(self, setting: str) -> Any:
+        """The (cached) competition files under a prompt set's `competition_url`."""
+        from runner404.rounds import open_competition
+
+        if setting not in self._competitions:
+            self._competitions[setting] = open_competition(setting, self.environ, self.base_dir)
+        return self._competitions[setting]
+
+    def _set_mark(self, sid: str) -> Mark:
+        path = ("prompts", sid, "round")
+        return self.doc.mark(path) if path in self.doc.marks else self.doc.key_mark(("prompts", sid))
+
+    def set_failed(self, sid: str, message: str) -> None:
+        """A prompt set that cannot be read: reported once, at its `round:`."""
+        if ("prompts", sid) not in self.failed:
+            self.failed.add(("prompts", sid))
+            self.errors.append(Diagnostic.at(self._set_mark(sid), f"prompt set '{sid}': {message}"))
+
+    def stale_warnings(self, sid: str, competition: Any) -> None:
+        shown = {d.message for d in self.errors}
+        for line in competition.stale:
+            message = f"prompt set '{sid}': {line}"
+            if message not in shown:
+                self.errors.append(Diagnostic.at(self._set_mark(sid), message, "warning"))
+
     # -- stages.<id>.outputs -----------------------------------------------------------------
 
     def stage_outputs(self, stage_id: str) -> dict[str, str] | None:
@@ -279,3 +325,144 @@ class _Stages:
 
     def __iter__(self):
         return iter(self._ids)
+
+
+# -- prompts.<id> ----------------------------------------------------------------------------
+
+class _Unavailable(Exception):
+    """A `prompts.<id>.<key>` that cannot be given; the text is the expression's error."""
+
+
+_REPORTED = "reported at the prompt set"
+
+
+class _AlreadyReported(ExpressionError):
+    pass
+
+
+class _Reported(_Undefined):
+    """A prompt set whose failure was reported at the set: expressions using it fail silently."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        raise _AlreadyReported(self._undefined_hint or "")
+
+
+class _PromptSets:
+    """`prompts`: one `_PromptSet` per declared prompt set."""
+
+    def __init__(self, interpolator: Interpolator, section: dict):
+        self._ip, self._section = interpolator, section
+        self._views: dict[str, _PromptSet] = {}
+
+    @staticmethod
+    def resolve(ip: Interpolator, section: dict) -> dict:
+        """Write a round set's `competition_url` default and its `round: current` as a number."""
+        from runner404.chain.competition import competition_base
+        from runner404.rounds import current_round
+
+        for sid, spec in section.items():
+            path = ("prompts", sid)
+            if not isinstance(spec, dict) or "round" not in spec or path in ip.failed:
+                continue
+            if "competition_url" not in spec:
+                spec["competition_url"] = competition_base(None, ip.environ)
+            if spec["round"] != "current" or not isinstance(spec["competition_url"], str):
+                continue  # a number, or something the schema reports
+            try:
+                competition = ip.competition(spec["competition_url"])
+            except Runner404Error as exc:
+                ip.set_failed(sid, str(exc))
+                continue
+            try:
+                spec["round"] = current_round(competition)
+            except Runner404Error as exc:
+                ip.set_failed(sid, f"round: current needs the competition's state: {exc}")
+            ip.stale_warnings(sid, competition)
+        return section
+
+    def __getitem__(self, sid: str) -> Any:
+        if sid not in self._section:
+            hint = f"unknown prompt set '{sid}'{did_you_mean(sid, self._section)}"
+            return _Undefined(hint=hint, obj=self, name=sid)
+        if sid not in self._views:
+            self._views[sid] = _PromptSet(self._ip, sid, self._section[sid])
+        return self._views[sid]
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._section
+
+    def __iter__(self):
+        return iter(self._section)
+
+
+class _PromptSet(Namespace):
+    """`prompts.<id>`: its keys are read lazily (a round's seed.json only when `seed` is used)."""
+
+    def __init__(self, interpolator: Interpolator, sid: str, spec: Any):
+        self._ip, self._sid = interpolator, sid
+        self._spec = spec if isinstance(spec, dict) else {}
+        keys = ["seed"] + (["round", "competition_url", "config"] if "round" in self._spec else [])
+        super().__init__(f"prompts.{sid}", dict.fromkeys(keys))
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._data:
+            if key in ("round", "competition_url", "config"):
+                hint = f"'{self._path}.{key}' is defined for round prompt sets (round:) only"
+            else:
+                hint = f"'{self._path}.{key}' is not defined{did_you_mean(key, self._data)}"
+            hint += f"; prompt set '{self._sid}' has: {', '.join(self._data)}"
+            return _Undefined(hint=hint, obj=self, name=key)
+        try:
+            if key not in self._cache:
+                self._cache[key] = self._value(key)
+        except _Unavailable as exc:
+            if str(exc) == _REPORTED:
+                return _Reported(hint=f"prompt set '{self._sid}' could not be read", obj=self, name=key)
+            return _Undefined(hint=str(exc), obj=self, name=key)
+        return wrap(self._cache[key], f"{self._path}.{key}")
+
+    def plain(self) -> dict:
+        return {k: unwrap(v) for k in self._data if not isinstance(v := self[k], Undefined)}
+
+    def _value(self, key: str) -> Any:
+        from runner404.prompts import PromptError, read_prompt_file
+
+        ip, sid, spec = self._ip, self._sid, self._spec
+        if any(path[:2] == ("prompts", sid) for path in ip.failed):  # the set or one of its values
+            raise _Unavailable(_REPORTED)
+        if key == "seed" and isinstance(spec.get("seed"), int):
+            return spec["seed"]
+        if "round" in spec:
+            if not isinstance(spec["round"], int) or not isinstance(spec.get("competition_url"), str):
+                raise _Unavailable(_REPORTED)  # the schema reports the value
+            if key in ("round", "competition_url"):
+                return spec[key]
+            try:
+                competition = ip.competition(spec["competition_url"])
+            except Runner404Error as exc:
+                ip.set_failed(sid, str(exc))
+                raise _Unavailable(_REPORTED) from None
+            try:
+                if key == "config":
+                    return competition.config().raw
+                return competition.seed(spec["round"])
+            except Runner404Error as exc:
+                if key == "config":
+                    raise _Unavailable(f"prompt set '{sid}': {exc}") from None
+                ip.set_failed(sid, str(exc))
+                raise _Unavailable(_REPORTED) from None
+            finally:
+                ip.stale_warnings(sid, competition)
+        seed = None
+        if isinstance(spec.get("file"), str):
+            try:
+                _, seed = read_prompt_file(ip.base_dir / Path(spec["file"]).expanduser(), spec["file"])
+            except PromptError as exc:
+                raise _Unavailable(f"prompt set '{sid}' could not be read: {exc.problems[0][1]}") from None
+        if seed is None:
+            where = " (or 'seed' in its file)" if "file" in spec else ""
+            raise _Unavailable(f"prompt set '{sid}' has no seed: set seed: on it{where}")
+        return seed

@@ -34,6 +34,11 @@ def item_input_files(stage: Stage, manifest: Manifest, item: str) -> list[Path]:
         prompt = next((p for p in prompt_set.prompts if p.stem == item), None) if prompt_set else None
         local = prompt_set.local_image(prompt) if prompt else None
         return [local] if local else []
+    if stage.kind == "fetch":  # a folder or file:// source: its file; over http(s) nothing local
+        from runner404.collector import is_http, js_url, local_path
+
+        url = str(params.get("url", ""))
+        return [] if is_http(url) else [local_path(js_url(url, item), manifest.base_dir)]
     if stage.kind == "report":
         return [manifest.resolve_path(str(params.get("input", ""))) / "duels.json"]
     return []

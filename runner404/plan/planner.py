@@ -11,7 +11,7 @@ from runner404.plan import graph
 from runner404.plan.fingerprint import stage_fingerprint, stage_inputs
 
 RUN, SKIP = "RUN", "SKIP"
-ITEM_KINDS = {"generate", "render", "judge"}  # kinds whose items are prompt stems
+ITEM_KINDS = {"generate", "fetch", "render", "judge"}  # kinds whose items are prompt stems
 VOLATILE_KINDS = {"commitments"}  # read state that changes outside the run: always run
 
 
@@ -98,7 +98,7 @@ def dependency_map(manifest: Manifest) -> dict[str, list[str]]:
 
 def stage_items(stage: Stage, manifest: Manifest, items_of: dict[str, list[str]]) -> list[str]:
     """The units of work of a stage: prompt stems, or one item for whole-stage kinds."""
-    if stage.kind in ("generate", "judge"):
+    if stage.kind in ("generate", "fetch", "judge"):
         prompt_set = manifest.prompt_sets.get(stage.prompts or "")
         return prompt_set.stems if prompt_set else []
     if stage.kind == "render":

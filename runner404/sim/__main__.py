@@ -11,6 +11,7 @@ from runner404.sim.http import Knobs, serve_main
 
 # service name -> module; each module has add_arguments(parser) and create_server(host, port, args)
 SERVICES = {
+    "cdn": "runner404.sim.cdn",
     "generator": "runner404.sim.generator",
     "health": "runner404.sim.health",
     "renderer": "runner404.sim.renderer",

@@ -87,6 +87,7 @@ class Stats:
 class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # the default 5 resets connections when a client opens dozens at once
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  knobs: Knobs | None = None):

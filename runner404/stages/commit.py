@@ -10,9 +10,10 @@ import asyncio
 import json
 
 from runner404.chain.client import WalletRef, open_chain
-from runner404.chain.flows import commit
+from runner404.chain.flows import Preflight, commit
 from runner404.engine import atomic
 from runner404.engine.context import StageContext
+from runner404.manifest.model import parse_duration
 from runner404.stages.chain_settings import settings
 
 DEFAULT_CONCURRENCY = 1
@@ -36,7 +37,8 @@ async def run(ctx: StageContext) -> None:
         return commit(chain, competition, chain_settings, wallet, commit_hash=ctx.params.get("hash"),
                       repo=ctx.params.get("repo"), cdn_url=ctx.params.get("cdn_url"),
                       check_cdn_url=bool(ctx.params.get("check_cdn", True)), force=bool(ctx.params.get("force")),
-                      reveal_wait=REVEAL_WAIT, note=note)
+                      reveal_wait=parse_duration(ctx.params.get("reveal_wait", REVEAL_WAIT)), note=note,
+                      preflight=Preflight() if ctx.params.get("preflight") else None)
 
     result = await asyncio.to_thread(work)
     path = ctx.output_dir / "commit.json"
