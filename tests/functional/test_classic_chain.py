@@ -192,3 +192,42 @@ def test_a_missing_rehearsal_chain_is_an_error_json(tmp_path):
     assert result.exit_code == 1
     assert "chain.json does not exist" in one_json(result)["error"]
     assert "Traceback" not in result.stderr  # D5
+
+
+def _published(folder):
+    """A CDN folder with `<stem>.js` for every stem of round 24."""
+    from runner404.prompts import stem_from_url
+
+    folder.mkdir()
+    stems = [stem_from_url(url) for url in (FIXTURES / "competition/rounds/24/prompts.txt").read_text().split()]
+    for stem in stems:
+        (folder / f"{stem}.js").write_text("export default function generate(THREE) { return new THREE.Group(); }\n")
+    return stems
+
+
+@pytest.mark.parametrize("case", ["all present", "one missing", "one missing, forced"])
+def test_preflight_checks_every_stem_of_the_round(tmp_path, case):
+    from runner404.sim.cdn import start_cdn
+
+    chain(tmp_path)
+    stems = _published(tmp_path / "cdn")
+    if case != "all present":
+        (tmp_path / "cdn" / f"{stems[2]}.js").unlink()
+    server = start_cdn(tmp_path / "cdn")
+    try:
+        assert cli(["commit-hash", "--hash", SHA, *WALLET, *CHAIN], tmp_path).exit_code == 0
+        advance(tmp_path)
+        argv = ["commit-repo-cdn", "--repo", "me/gen", "--cdn-url", server.url, "--preflight", "--skip-cdn-check",
+                *WALLET, *CHAIN] + (["--force"] if case.endswith("forced") else [])
+        result = cli(argv, tmp_path)
+        answer = one_json(result)
+        if case == "one missing":
+            assert result.exit_code == 1
+            assert answer["success"] is False
+            assert f"the validators would find {len(stems) - 1}/{len(stems)} stems" in answer["error"]
+            assert f"{stems[2]}.js: HTTP 404" in answer["error"]
+        else:
+            assert result.exit_code == 0, result.stdout + result.stderr
+            assert answer["success"] and answer["repo"] == "me/gen"
+    finally:
+        server.stop()

@@ -1,0 +1,170 @@
+"""Crash safety: SIGKILL at seeded random moments across generate, render and judge, then resume.
+
+The manifest is the quick start's shape on local pods (two generators, two renders, a judge and
+a report), scaled to enough stems that every stage is killed several times. Each kill picks the
+first stage group not finished yet, waits until this run has started it, then a seeded random
+delay, then SIGKILLs the runner (its local pods die with it). After the final, uninterrupted
+resume the outputs must be byte-identical to those of a run that was never killed, and the
+ledger must show every item completed exactly once: one ok attempt per item per stage.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import time
+
+import pytest
+
+from reliability_helpers import (alive, events, finish, local_pod_pids, prompt_images, query, run, run_events,
+                                 start, tree, wait_for)
+
+STEMS = 28
+KILLS = 24  # at least 20 moments, spread over the three groups
+SEED = 404
+GROUPS = {  # kill target -> the stages of that group
+    "generate": ("generate-good", "generate-poor"),
+    "render": ("render-good", "render-poor"),
+    "judge": ("duel",),
+}
+
+MANIFEST = """\
+version: 1
+name: crash
+provider: local
+pods:
+  gen-good: {preset: generator, command: python -m runner404.sim generator --quality good --prompt-latency 0.04 --gpu-capacity 2}
+  gen-poor: {preset: generator, command: python -m runner404.sim generator --quality poor --prompt-latency 0.04 --gpu-capacity 2}
+  renderer: {preset: renderer, command: python -m runner404.sim renderer --latency 0.02 --capacity 2}
+  judge: {preset: judge, command: python -m runner404.sim vlm --latency 0.03 --capacity 8}
+prompts:
+  demo: {file: prompts.json}
+stages:
+  generate-good: {uses: generate, pod: gen-good, prompts: demo, seed: 42, batch_size: 2, poll_interval: 0.05s}
+  generate-poor: {uses: generate, pod: gen-poor, prompts: demo, seed: 42, batch_size: 2, poll_interval: 0.05s}
+  render-good: {uses: render, pod: renderer, input: "${{ stages.generate-good.outputs.dir }}", img_size: 32, views: validator}
+  render-poor: {uses: render, pod: renderer, input: "${{ stages.generate-poor.outputs.dir }}", img_size: 32, views: validator}
+  duel:
+    uses: judge
+    pod: judge
+    prompts: demo
+    seed: 42
+    rules: validator
+    concurrency: 4
+    left: "${{ stages.render-poor.outputs.dir }}"
+    right: "${{ stages.render-good.outputs.dir }}"
+  report: {uses: report, input: "${{ stages.duel.outputs.dir }}", title: crash test}
+"""
+ITEM_STAGES = ("generate-good", "generate-poor", "render-good", "render-poor", "duel")
+
+
+def _setup(folder):
+    folder.mkdir()
+    stems = prompt_images(folder, STEMS)
+    (folder / "m.yaml").write_text(MANIFEST)
+    return stems
+
+
+def _done_stages(folder) -> set[str]:
+    if not (folder / ".runner404/state.sqlite").exists():
+        return set()
+    rows = query(folder, "SELECT stage, count(*) AS n FROM items WHERE status='done' GROUP BY stage")
+    return {r["stage"] for r in rows if r["n"] >= (1 if r["stage"] == "report" else STEMS)}
+
+
+def _started_in_run(folder, stages, run_count: int) -> bool:
+    """Whether the run number `run_count` (1-based, by run_started events) has started one of `stages`."""
+    seen = 0
+    for record in events(folder):
+        if record["event"] == "run_started":
+            seen += 1
+        elif seen == run_count and record["event"] == "stage_started" and record["stage"] in stages:
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crash") / "reference"
+    _setup(folder)
+    done = run(folder, timeout=180)
+    assert done.code == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return folder
+
+
+def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, reference):
+    victim = tmp_path / "victim"
+    stems = _setup(victim)
+    rng = random.Random(SEED)
+    kills: list[tuple[str, float]] = []
+    runs = 0
+    for _ in range(KILLS + 16):  # bounded: at most this many attempts
+        if len(kills) >= KILLS:
+            break
+        done = _done_stages(victim)
+        pending = [g for g, stages in GROUPS.items() if not set(stages) <= done]
+        if not pending:
+            break
+        group = pending[0]
+        process = start(victim)
+        runs += 1
+        try:
+            wait_for(lambda: _started_in_run(victim, GROUPS[group], runs) or process.poll() is not None,
+                     timeout=60, what=f"run {runs} to start {group}")
+            delay = rng.uniform(0.0, 0.9)
+            time.sleep(delay)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills.append((group, delay))
+            process.wait(timeout=30)
+            process.stdout.close()
+            process.stderr.close()
+    by_group = {g: sum(1 for k, _ in kills if k == g) for g in GROUPS}
+    assert len(kills) >= 20, f"only {len(kills)} kills landed: {by_group}"
+    assert all(by_group.values()), f"every stage group must be killed at least once: {by_group}"
+
+    final = finish(start(victim), timeout=240, what="the resumed run")
+    assert final.code == 0, final.stdout[-3000:] + final.stderr[-3000:]
+
+    # byte-identical to the run that was never interrupted (hidden leftovers included)
+    got, want = tree(victim / "out"), tree(reference / "out")
+    assert sorted(got) == sorted(want), set(got) ^ set(want)
+    assert [k for k in want if got[k] != want[k]] == []
+
+    # every item completed exactly once: one ok attempt per item per stage
+    for stage in ITEM_STAGES:
+        rows = query(victim, "SELECT item, sum(ok) AS ok FROM attempts WHERE stage=? GROUP BY item", stage)
+        ok = {r["item"]: r["ok"] for r in rows}
+        assert {s for s in stems if ok.get(s) != 1} == set(), (stage, {s: ok.get(s) for s in stems if ok.get(s) != 1})
+        assert set(ok) <= set(stems)
+        done_items = query(victim, "SELECT count(*) AS n FROM items WHERE stage=? AND status='done'", stage)
+        assert done_items[0]["n"] == STEMS
+    report_ok = query(victim, "SELECT count(*) AS n FROM attempts WHERE stage='report' AND ok=1")
+    assert report_ok[0]["n"] == 1
+
+    # the local pods of killed runs died with them
+    time.sleep(0.3)
+    assert [pid for pid in local_pod_pids(victim) if alive(pid)] == []
+    # and the last run did everything that was left, in one go
+    names = [e["event"] for e in run_events(victim)]
+    assert names[-1] == "run_finished"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug: the judge stage writes duels.json and match.json after its last item is recorded "
+    "done, so a SIGKILL in between leaves them missing (or stale from an earlier run) and every "
+    "later run plans the judge as 'up to date'; fix: treat the match files as part of the stage's "
+    "done state (see the report)"))
+def test_match_files_missing_after_the_last_duel_are_rewritten(tmp_path, reference):
+    folder = tmp_path / "copy"
+    shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("runs"))
+    # the state a SIGKILL leaves between the last duel's ledger commit and write_match():
+    # every duel recorded done, duels.json and match.json not written yet
+    (folder / "out/duel/duels.json").unlink()
+    (folder / "out/duel/match.json").unlink()
+    done = run(folder, timeout=120)
+    assert done.code == 0, done.stdout[-2000:]
+    assert (folder / "out/duel/duels.json").is_file() and (folder / "out/duel/match.json").is_file()
+    assert tree(folder / "out/duel") == tree(reference / "out/duel")
