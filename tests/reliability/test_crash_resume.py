@@ -1,9 +1,12 @@
 """Crash safety: SIGKILL at seeded random moments across generate, render and judge, then resume.
 
 The manifest is the quick start's shape on local pods (two generators, two renders, a judge and
-a report), scaled to enough stems that every stage is killed several times. Each kill picks the
-first stage group not finished yet, waits until this run has started it, then a seeded random
-delay, then SIGKILLs the runner (its local pods die with it). After the final, uninterrupted
+a report), scaled to enough stems that every stage is killed several times. Kills 1-8 aim at
+generate, 9-16 at render, 17-24 at the judge (or at the next group when that one is finished):
+each waits until this run has started the group, then for a seeded random number (0-3) of items
+of the group to be done by this run, then a seeded random delay (0-250 ms), then SIGKILLs the
+runner (its local pods die with it). So moments fall in pod warm-up, between items, inside
+batches and inside writes. After the final, uninterrupted
 resume the outputs must be byte-identical to those of a run that was never killed, and the
 ledger must show every item completed exactly once: one ok attempt per item per stage.
 """
@@ -11,7 +14,6 @@ ledger must show every item completed exactly once: one ok attempt per item per 
 from __future__ import annotations
 
 import random
-import shutil
 import signal
 import time
 
@@ -20,8 +22,9 @@ import pytest
 from reliability_helpers import (alive, events, finish, local_pod_pids, prompt_images, query, run, run_events,
                                  start, tree, wait_for)
 
-STEMS = 28
+STEMS = 32
 KILLS = 24  # at least 20 moments, spread over the three groups
+PER_GROUP = 8
 SEED = 404
 GROUPS = {  # kill target -> the stages of that group
     "generate": ("generate-good", "generate-poor"),
@@ -73,15 +76,17 @@ def _done_stages(folder) -> set[str]:
     return {r["stage"] for r in rows if r["n"] >= (1 if r["stage"] == "report" else STEMS)}
 
 
-def _started_in_run(folder, stages, run_count: int) -> bool:
-    """Whether the run number `run_count` (1-based, by run_started events) has started one of `stages`."""
-    seen = 0
+def _progress(folder, stages, run_count: int) -> int | None:
+    """In run number `run_count` (1-based, by run_started events): None until it has started one
+    of `stages`, then the number of items of `stages` it has done."""
+    seen, started, done = 0, False, 0
     for record in events(folder):
         if record["event"] == "run_started":
             seen += 1
-        elif seen == run_count and record["event"] == "stage_started" and record["stage"] in stages:
-            return True
-    return False
+        elif seen == run_count and record.get("stage") in stages:
+            started = started or record["event"] in ("stage_started", "item_done")
+            done += record["event"] == "item_done"
+    return done if started else None
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +111,15 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, refer
         pending = [g for g, stages in GROUPS.items() if not set(stages) <= done]
         if not pending:
             break
-        group = pending[0]
+        wanted = list(GROUPS)[min(len(kills) // PER_GROUP, len(GROUPS) - 1)]
+        group = wanted if wanted in pending else pending[0]
+        items, delay = rng.randint(0, 3), rng.uniform(0.0, 0.25)
         process = start(victim)
         runs += 1
         try:
-            wait_for(lambda: _started_in_run(victim, GROUPS[group], runs) or process.poll() is not None,
-                     timeout=60, what=f"run {runs} to start {group}")
-            delay = rng.uniform(0.0, 0.9)
+            wait_for(lambda: (_progress(victim, GROUPS[group], runs) or -1) >= items or process.poll() is not None
+                     or (items == 0 and _progress(victim, GROUPS[group], runs) == 0),
+                     timeout=60, what=f"run {runs} to do {items} items of {group}")
             time.sleep(delay)
         finally:
             if process.poll() is None:
@@ -121,6 +128,11 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, refer
             process.wait(timeout=30)
             process.stdout.close()
             process.stderr.close()
+        # Its local pods get SIGTERM from the kernel (PR_SET_PDEATHSIG) and exit; wait until they
+        # are reaped. Otherwise the next run sees a zombie as a live pod and waits ~13 s for its
+        # health before starting a new one (a product bug of its own, see the report).
+        wait_for(lambda: not [pid for pid in local_pod_pids(victim) if alive(pid)], timeout=15,
+                 what="the killed run's pods to exit")
     by_group = {g: sum(1 for k, _ in kills if k == g) for g in GROUPS}
     assert len(kills) >= 20, f"only {len(kills)} kills landed: {by_group}"
     assert all(by_group.values()), f"every stage group must be killed at least once: {by_group}"
@@ -157,14 +169,18 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, refer
     "done, so a SIGKILL in between leaves them missing (or stale from an earlier run) and every "
     "later run plans the judge as 'up to date'; fix: treat the match files as part of the stage's "
     "done state (see the report)"))
-def test_match_files_missing_after_the_last_duel_are_rewritten(tmp_path, reference):
-    folder = tmp_path / "copy"
-    shutil.copytree(reference, folder, ignore=shutil.ignore_patterns("runs"))
+def test_match_files_missing_after_the_last_duel_are_rewritten(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    prompt_images(folder, 4)
+    (folder / "m.yaml").write_text(MANIFEST.replace("  report: {uses: report", "  # report: {uses: report"))
+    first = run(folder, timeout=120)
+    assert first.code == 0, first.stdout[-2000:]
+    want = tree(folder / "out/duel")
     # the state a SIGKILL leaves between the last duel's ledger commit and write_match():
     # every duel recorded done, duels.json and match.json not written yet
     (folder / "out/duel/duels.json").unlink()
     (folder / "out/duel/match.json").unlink()
     done = run(folder, timeout=120)
     assert done.code == 0, done.stdout[-2000:]
-    assert (folder / "out/duel/duels.json").is_file() and (folder / "out/duel/match.json").is_file()
-    assert tree(folder / "out/duel") == tree(reference / "out/duel")
+    assert tree(folder / "out/duel") == want  # fails: both files stay missing, the judge is "up to date"
