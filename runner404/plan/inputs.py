@@ -57,3 +57,22 @@ def token(files: list[Path]) -> str:
 
 def input_token(stage: Stage, manifest: Manifest, item: str) -> str:
     return token(item_input_files(stage, manifest, item))
+
+
+# Files a stage writes from all its items at the end (not per item): they must exist and be at
+# least as new as every item's output, or the stage runs again to rewrite them (a crash between
+# the last item and these files would otherwise leave them missing or stale).
+STAGE_FILES = {"judge": ("duels.json", "match.json")}
+
+
+def stage_files_current(stage: Stage, manifest: Manifest) -> bool:
+    names = STAGE_FILES.get(stage.kind)
+    if not names or not stage.output:
+        return True
+    folder = manifest.resolve_path(stage.output)
+    try:
+        oldest = min((folder / name).stat().st_mtime_ns for name in names)
+    except OSError:
+        return False
+    records = [p for p in folder.glob("*.json") if p.name not in names]
+    return all(p.stat().st_mtime_ns <= oldest for p in records)

@@ -40,13 +40,18 @@ def free_port() -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not merely unreaped: the pod of a killed runner stays a zombie until init reaps it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def command_line(pod: Pod) -> list[str]:
