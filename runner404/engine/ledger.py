@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner404.manifest.model import Manifest
-from runner404.plan.inputs import input_token
+from runner404.plan.inputs import input_token, stage_files_current
 from runner404.plan.planner import StageRecord
 
 SCHEMA = """
@@ -222,6 +222,10 @@ class LedgerState:
         if row is None:
             return None
         return StageRecord(row["fingerprint"], json.loads(row["inputs"]))
+
+    def stage_files_current(self, stage_id: str) -> bool:
+        """Whether files a stage writes from all its items (a judge's match) are up to date."""
+        return stage_files_current(self.manifest.stages[stage_id], self.manifest)
 
     def done_items(self, stage_id: str, fingerprint: str) -> frozenset[str]:
         stage = self.manifest.stages[stage_id]

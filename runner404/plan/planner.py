@@ -9,7 +9,7 @@ from runner404.diagnostics import Diagnostic
 from runner404.manifest.model import Manifest, Stage
 from runner404.plan import graph
 from runner404.plan.fingerprint import stage_fingerprint, stage_inputs
-from runner404.plan.inputs import STAGE_FILES, stage_files_current
+from runner404.plan.inputs import STAGE_FILES
 
 RUN, SKIP = "RUN", "SKIP"
 ITEM_KINDS = {"generate", "fetch", "render", "judge"}  # kinds whose items are prompt stems
@@ -170,7 +170,8 @@ def make_plan(manifest: Manifest, state: StateView | None = None, force: set[str
             items = items_of[sid] = stage_items(stage, manifest, items_of)
             action, reasons = _decide(stage.kind, state.last_stage(sid), state.done_items(sid, fingerprint), fingerprint,
                                       inputs, items, sid in force or "*" in force)
-            if action == SKIP and not stage_files_current(stage, manifest):
+            files_current = getattr(state, "stage_files_current", None)  # optional: views backed by disk
+            if action == SKIP and files_current is not None and not files_current(sid):
                 action, reasons = RUN, [f"{' and '.join(STAGE_FILES[stage.kind])} out of date"]
             plans.append(StagePlan(
                 id=sid, kind=stage.kind, step=number, action=action, reasons=reasons, items=items,
