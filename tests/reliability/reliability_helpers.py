@@ -210,6 +210,11 @@ def alive(pid: int) -> bool:
         return False
 
 
+def gone(pid: int) -> bool:
+    """No process at all, not even a zombie waiting to be reaped."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
 def local_pod_pids(folder: Path) -> list[int]:
     return [int(r["uid"].removeprefix("local-")) for r in query(folder, "SELECT uid FROM pods")
             if r["uid"].startswith("local-")]
