@@ -80,6 +80,18 @@ def state_paths(manifest: Manifest, state_dir: Path | None) -> tuple[Path, Path]
     return root / "state.sqlite", root / "runs"
 
 
+def refuse_links(base: Path, output: str) -> None:
+    """An output folder reached through a symbolic link would be written outside the project:
+    refuse it (links inside output folders are replaced, never followed)."""
+    path = Path(output).expanduser()
+    walk = Path(path.anchor) if path.is_absolute() else base
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        walk = walk / part
+        if walk.is_symlink():
+            raise Runner404Error(f"output folder {output} goes through the symbolic link {walk}; runner404 does not "
+                                 "write through links: use a real folder")
+
+
 def load_kind(kind: str):
     if kind not in KINDS:
         raise Runner404Error(f"stage kind '{kind}' is not available in runner404 yet")
@@ -179,6 +191,7 @@ class Executor:
         try:
             module = load_kind(stage.kind)
             if stage.output:
+                refuse_links(self.manifest.base_dir, stage.output)
                 atomic.sweep(self.manifest.resolve_path(stage.output))
             ctx = StageContext(
                 stage=stage, manifest=self.manifest, ledger=self.ledger, run_id=self.run_id,

@@ -230,11 +230,6 @@ def test_links_inside_an_output_folder_are_replaced_not_followed(tmp_path):
     assert (out / "m000" / "grid.png").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: an output folder that is a symlink is written through — Manifest.resolve_path() "
-    "resolves the link and the stage writes into its target, outside the project (the ledger then "
-    "records absolute paths there); fix: check the output folder (and its parents below the "
-    "manifest folder) with os.lstat before a stage runs and refuse links with a clear error"))
 @pytest.mark.parametrize("stage", ["render", "generate"])
 def test_an_output_folder_that_is_a_link_is_not_written_through(tmp_path, stage):
     work = tmp_path / "work"
