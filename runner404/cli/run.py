@@ -394,6 +394,7 @@ _add_chain_commands()
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """Entry point of `404-run`; returns the exit code."""
+    import asyncio
     import sys
 
     env = env or Environment()
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except Runner404Error as exc:
         env.err(f"404-run: error: {exc}")
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         env.err("404-run: interrupted")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug of ours: say so briefly; RUNNER404_DEBUG=1 shows the traceback

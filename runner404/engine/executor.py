@@ -130,7 +130,14 @@ class Executor:
                 self.outcomes.setdefault(stage_plan.id, StageOutcome(stage_plan.id, stage_plan.kind, INTERRUPTED))
         finally:
             self.events("teardown", pods=sorted(self.pods.held))
-            teardown_errors = await asyncio.shield(self.pods.teardown())
+            teardown = asyncio.ensure_future(self.pods.teardown())
+            while True:  # a Ctrl-C now must not abandon the deletions under way
+                try:
+                    teardown_errors = await asyncio.shield(teardown)
+                    break
+                except asyncio.CancelledError:
+                    interrupted = True
+                    asyncio.current_task().uncancel()
             for error in teardown_errors:
                 self.events("pod_stop_failed", error=error)
         outcomes = [self.outcomes[s.id] for s in plan.stages]

@@ -11,7 +11,6 @@ import shlex
 import signal
 import time
 
-import pytest
 
 from reliability_helpers import RUNNER, assert_clean_output, events, finish, start, wait_for, write_modules
 from runner404.sim.http import Knobs
@@ -101,13 +100,6 @@ def test_ctrl_c_during_items(tmp_path):
         sim.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: a Ctrl-C while the pods are torn down cancels `await asyncio.shield(teardown)` in "
-    "Executor.run's finally; CancelledError escapes run_manifest and 404-run's main (it is a "
-    "BaseException), so the run ends with a traceback and exit 1, prints no resume command, and "
-    "stops waiting for the deletions it started (a pod not yet deleted would leak); fix: finish the "
-    "teardown under a loop that absorbs the cancel, mark the run interrupted (130), and map "
-    "CancelledError to 130 in main()"))
 def test_ctrl_c_during_teardown(tmp_path):
     sim = start_targon(api_key=KEY, url_delay=0.1, delete_delay=2.0)
     try:
