@@ -25,7 +25,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.utils import missing
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from runner404.diagnostics import Diagnostic, Mark, did_you_mean
 from runner404.errors import Runner404Error
@@ -71,7 +71,26 @@ class _Undefined(StrictUndefined):
                 f"names available: {', '.join(TOP_LEVEL_NAMES)}")
 
 
-_ENV = SandboxedEnvironment(undefined=_Undefined, autoescape=False)
+MAX_RESULT = 1_000_000  # items or characters an operator may produce: values, not data sets
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, plus a bound on what `*` and `**` may produce (`'a' * 10**9`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int | float) and isinstance(left, int | float) \
+                and abs(right) > 64 and abs(left) > 1:
+            raise SecurityError(f"{left} ** {right} is too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_RESULT:
+                    raise SecurityError(f"the result would have {len(seq) * times} items (limit {MAX_RESULT})")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedSandbox(undefined=_Undefined, autoescape=False)
 
 
 class Namespace:

@@ -21,6 +21,7 @@ JsonPath = tuple  # keys and indexes from the root
 
 MAX_NODES = 100_000  # after alias expansion; a real manifest has a few hundred
 MAX_DEPTH = 64
+MAX_BYTES = 4 * 1024 * 1024  # a real manifest is a few KiB; parsing is pure Python
 _CONFLICT = re.compile(r"^(<{7}|={7}|>{7}|\|{7})(?:\s|$)")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -65,11 +66,15 @@ def read_manifest(path: Path, display: str | None = None) -> Document:
 
 
 def load_yaml(raw: bytes, file: str) -> Document:
+    if len(raw) > MAX_BYTES:
+        raise ManifestError([Diagnostic(file, 1, 1, f"the file is {len(raw) / 1024 / 1024:.1f} MiB; manifests are "
+                                                    f"limited to {MAX_BYTES // 1024 // 1024} MiB")])
     text = _decode(raw, file)
     lines = text.splitlines()
     _check_conflict_markers(lines, file)
     builder = _Builder(file, lines)
     try:
+        _check_depth(text, builder)
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
@@ -94,6 +99,18 @@ def load_yaml(raw: bytes, file: str) -> Document:
     if builder.errors:
         raise ManifestError(builder.errors)
     return doc
+
+
+def _check_depth(text: str, builder: _Builder) -> None:
+    """PyYAML composes nodes recursively: stop deep nesting on the (flat) event stream first."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ManifestError([builder.diag(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _decode(raw: bytes, file: str) -> str:
@@ -228,12 +245,20 @@ class _Builder:
             return []
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         pairs = []
+        seen: set[int] = set()
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
                 self.fail(source, "a merge key '<<' takes a mapping or a list of mappings")
                 continue
+            if id(source) in seen:  # the same anchor merged twice adds nothing
+                continue
+            seen.add(id(source))
             pairs.extend((k, v) for k, v in source.value if k.tag != _MERGE_TAG)
             for key, value in source.value:
                 if key.tag == _MERGE_TAG:
                     pairs.extend(self.merge_sources(value, depth + 1))
+            self.count += len(source.value)  # merging expands like aliases do: it counts toward the cap
+            if self.count > MAX_NODES:
+                self.fail(node, f"the manifest expands to more than {MAX_NODES} values (merge-key bomb?)")
+                return []
         return pairs

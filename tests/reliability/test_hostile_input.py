@@ -380,7 +380,12 @@ def test_a_python_tag_on_a_collection_never_runs_code(tmp_path):
 PLAIN_UTF16 = (HEAD + "  a: 1\n").encode("utf-16")
 
 
-@pytest.mark.parametrize("case", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-                                  for name, (_, reason) in BUGS.items()])
+@pytest.mark.parametrize("case", list(BUGS))  # once product bugs, now fixed: each keeps its reproducer
 def test_exploding_manifests_are_rejected_clearly(tmp_path, case):
-    _assert_rejected_clearly(_validate_bounded(tmp_path, BUGS[case][0]()))
+    done = _validate_bounded(tmp_path, BUGS[case][0]())
+    if case == "merge-key-bomb":  # the same anchor merged 20 times is merged once: small, and valid
+        assert_clean_output(done)
+        assert done.code == 0, done.stderr[-1500:]
+        assert done.peak_rss_kb < 200 * 1024
+        return
+    _assert_rejected_clearly(done)
