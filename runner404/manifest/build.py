@@ -80,8 +80,8 @@ class ManifestBuilder:
     def provider(self, spec: Any, path: tuple) -> Provider | None:
         if isinstance(spec, str):
             spec = {"type": spec}
-        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-            return None
+        if not isinstance(spec, dict) or spec.get("type") not in ("targon", "local", "endpoint"):
+            return None  # the schema reported it
         kind = spec["type"]
         api_key = spec.get("api_key")
         if kind == "targon":
@@ -105,11 +105,11 @@ class ManifestBuilder:
         if provider is None and "provider" not in spec:
             provider = Provider("endpoint") if "url" in spec and "command" not in spec else default
         if provider is None:
-            if "provider" not in spec:
+            if "provider" not in spec and "provider" not in self.data:
                 self.error(path, f"pod '{pid}' has no provider: set provider: at the top of the "
                                  "manifest or on the pod (targon, local or endpoint)", key=True)
             return None
-        preset = spec.get("preset") if spec.get("preset") in PRESETS else None
+        preset = spec.get("preset") if isinstance(spec.get("preset"), str) and spec["preset"] in PRESETS else None
         defaults = dict(PRESETS.get(preset, {}))
         if provider.type != "targon":  # the classic images, resources and vLLM args are Targon's
             for key in ("image", "resource", "args", "env"):
@@ -246,7 +246,8 @@ class ManifestBuilder:
     # -- stages ------------------------------------------------------------------------------
 
     def stage(self, sid: str, spec: Any) -> Stage | None:
-        if not isinstance(spec, dict) or spec.get("uses") not in STAGE_OUTPUT_FILES | {"pod": 0, "stop-pods": 0}:
+        if not isinstance(spec, dict) or not isinstance(spec.get("uses"), str) \
+                or spec["uses"] not in STAGE_OUTPUT_FILES | {"pod": 0, "stop-pods": 0}:
             return None
         kind = spec["uses"]
         output = None

@@ -89,11 +89,13 @@ class Stage:
 
     @property
     def pod(self) -> str | None:
-        return self.params.get("pod")
+        value = self.params.get("pod")
+        return value if isinstance(value, str) else None  # anything else was reported by the schema
 
     @property
     def prompts(self) -> str | None:
-        return self.params.get("prompts")
+        value = self.params.get("prompts")
+        return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

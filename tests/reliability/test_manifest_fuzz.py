@@ -243,13 +243,6 @@ REPRODUCERS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: runner404/manifest/build.py uses values the schema already rejected as if they had "
-    "the right type — `spec.get('preset') in PRESETS` (pod), `{...}[provider.type]` (pod), "
-    "`spec.get('uses') not in ...` (stage), `prompts in prompt_sets` (check_stage), "
-    "`{s.pod for s in stages}` / `{s.prompts ...}` (check_unused) — so a list, a mapping or an unknown "
-    "provider type there is 'internal error' exit 1 instead of the schema's exit 2; fix: isinstance(str) "
-    "guards at those five places (and Provider only for targon|local|endpoint)"))
 @pytest.mark.parametrize("case", list(REPRODUCERS))
 def test_known_type_confusions_exit_2_positioned(workspace, case):
     text = "version: 1\nname: x\n" + REPRODUCERS[case]
