@@ -49,7 +49,6 @@ import binascii
 import colorsys
 import hashlib
 import io
-import ipaddress
 import json
 import re
 import threading
@@ -64,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from runner404 import png
-from runner404.sim.http import Knobs, SimHandler, SimServer
+from runner404.sim.http import Knobs, SimHandler, SimServer, is_loopback
 
 QUALITIES = ("good", "poor")
 ZIP_MODES = ("normal", "traversal", "absolute", "nested", "huge", "duplicate", "extra", "bomb", "corrupt",
@@ -92,17 +91,6 @@ class PromptFailure(Exception):
 
 # -- prompt images ----------------------------------------------------------------------------
 
-def _loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def read_image_bytes(url: str, timeout: float = FETCH_TIMEOUT) -> bytes:
     """The bytes behind a prompt's image_url: a local path, `file://`, `data:` or loopback http(s)."""
     if url.startswith("data:"):
@@ -118,7 +106,7 @@ def read_image_bytes(url: str, timeout: float = FETCH_TIMEOUT) -> bytes:
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        if not _loopback(parts.hostname):
+        if not is_loopback(parts.hostname):
             raise PromptFailure(f"the stand-in fetches loopback URLs only, not {parts.hostname}")
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)

@@ -12,6 +12,7 @@ The random source is seeded so a run with the same seed injects the same faults.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -24,6 +25,18 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 256 * 1024 * 1024
+
+
+def is_loopback(host: str | None) -> bool:
+    """Stand-ins fetch images only from this machine (tests and rehearsals never leave it)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass

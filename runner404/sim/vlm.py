@@ -74,7 +74,6 @@ import base64
 import binascii
 import colorsys
 import hashlib
-import ipaddress
 import json
 import math
 import re
@@ -90,7 +89,7 @@ from pathlib import Path
 from typing import Any
 
 from runner404 import png
-from runner404.sim.http import Knobs, SimHandler, SimServer
+from runner404.sim.http import Knobs, SimHandler, SimServer, is_loopback
 
 DEFAULT_MODEL = "glm-4.6v-flash"
 DEFAULT_MAX_MODEL_LEN = 32768
@@ -305,17 +304,6 @@ class ImageError(ValueError):
     """An image the stand-in cannot read (the reply is then neutral)."""
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def load_image_bytes(url: str) -> bytes:
     """The bytes behind a data: URL, or an http(s) URL on loopback (never the network)."""
     if url.startswith("data:"):
@@ -331,7 +319,7 @@ def load_image_bytes(url: str) -> bytes:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ImageError(f"unsupported URL scheme {parts.scheme!r}")
-    if not _is_loopback(parts.hostname):
+    if not is_loopback(parts.hostname):
         raise ImageError(f"the stand-in fetches images from loopback only, not {parts.hostname!r}")
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (loopback)
