@@ -61,3 +61,18 @@ def run_cli(argv: list[str], *, cwd: Path = ROOT, environ: dict[str, str] | None
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def stop_process(proc) -> None:
+    """Terminate a stand-in started as a subprocess (kill it if it lingers) and close its pipes."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe:
+            pipe.close()

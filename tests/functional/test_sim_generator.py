@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import stop_process
+
 from runner404 import png
 from runner404.sim import services
 from runner404.sim.generator import BOMB_BYTES, HUGE_BYTES, GeneratorServer, generate_module, start_generator
@@ -501,14 +503,7 @@ def test_command_line_generator():
             zf = run_batch(c, prompts("aa", "bb"))
             assert sorted(zf.namelist()) == ["_failed.json", "sub/dir/aa.js"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)
 
 
 def _targon_server(image: str, args: list[str] | None = None, **options) -> GeneratorServer:

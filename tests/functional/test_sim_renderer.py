@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from conftest import stop_process
+
 from runner404 import png
 from runner404.sim.renderer import start_renderer
 from runner404.sim.threejs import MAX_FILE_BYTES
@@ -365,11 +367,4 @@ def test_command_line_renderer():
             assert c.get("/ping").status_code == 200
             assert png.decode(render(c, thetas="0", **SMALL).content).width == 64
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)

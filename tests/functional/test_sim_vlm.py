@@ -18,6 +18,8 @@ import httpx
 import jsonschema
 import pytest
 
+from conftest import stop_process
+
 from runner404 import png
 from runner404.pods.presets import JUDGE_ARGS, JUDGE_IMAGE
 from runner404.sim import services
@@ -521,14 +523,7 @@ def test_command_line_vlm():
             text = content_of(chat(c, "s1_prompt_match", [PROMPT, RED_RENDER, BLUE_RENDER]))
             assert text.startswith("<think>")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)
 
 
 def test_targon_backing_for_the_vllm_image():
