@@ -20,9 +20,8 @@ VLM answers from a hash of each image instead of analysing it (penalties from th
 guard `ok`, the smallest valid object otherwise), so a call costs its latency and not the
 ~70 ms of CPU the image analysis of two 1041 px grids takes.
 
-`targon` additionally takes `--service-option KEY=VALUE` (repeatable; values parsed as JSON when
-they parse) for the backing services the Targon stand-in starts per workload, which
-`python -m runner404.sim targon` has no flag for.
+The backing services the Targon stand-in starts per workload take `--service-option KEY=VALUE`
+and `--service-knob KEY=VALUE` (flags of `python -m runner404.sim targon`).
 """
 
 from __future__ import annotations
@@ -137,14 +136,6 @@ def fix_service_time(name: str, server) -> None:
         type(server).compute = compute
 
 
-def _option(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SERVICES:
@@ -160,23 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     parser.add_argument("--fixed-service", action="store_true",
                         help="latency includes the stand-in's CPU work (see the module docstring)")
-    if name == "targon":
-        parser.add_argument("--service-option", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(rest)
     port = args.port if args.port is not None else int(os.environ.get("PORT", "0"))
 
     holds: list[tuple[float, float]] = []
     batches: list[dict] = []
-    if name == "targon":
-        from runner404.sim.targon import TargonSim
-
-        server = TargonSim((args.host, port), knobs=Knobs.from_args(args), api_key=args.api_key,
-                           url_delay=args.url_delay, health_delay=args.health_delay,
-                           delete_delay=args.delete_delay, fail_deploy=args.fail_deploy,
-                           lose_after=args.lose_after,
-                           service_options=dict(_option(o) for o in args.service_option))
-    else:
-        server = module.create_server(args.host, port, args)
+    server = module.create_server(args.host, port, args)
     if getattr(server, "slots", None) is not None:
         server.slots = RecordingSlots(server.knobs.capacity, holds)
     if name in ("generator", "targon"):

@@ -30,6 +30,7 @@ Python API for tests: `start_targon(**knobs) -> TargonSim` (running), `sim.url`,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hmac
 import json
 import secrets
@@ -503,10 +504,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="deployed workloads end in status 'failed' instead of running")
     parser.add_argument("--lose-after", type=float, default=None,
                         help="seconds after running at which a workload fails and its service stops")
+    parser.add_argument("--service-knob", action="append", default=[], type=_knob, metavar="KEY=VALUE",
+                        help=f"a fault knob of every backing service ({', '.join(_KNOB_TYPES)}); repeatable")
+    parser.add_argument("--service-option", action="append", default=[], type=_assignment, metavar="KEY=VALUE",
+                        help="a stand-in specific option of the backing services, e.g. "
+                             "generator_quality=poor (values parsed as JSON when they parse); repeatable")
+
+
+_KNOB_TYPES = {f.name: type(getattr(Knobs(), f.name)) for f in dataclasses.fields(Knobs)}
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def _knob(text: str) -> tuple[str, Any]:
+    key, value = _assignment(text)
+    if key not in _KNOB_TYPES:
+        raise argparse.ArgumentTypeError(f"unknown knob {key!r} (known: {', '.join(_KNOB_TYPES)})")
+    try:
+        return key, _KNOB_TYPES[key](value)
+    except (TypeError, ValueError):
+        kind = "an integer" if _KNOB_TYPES[key] is int else "a number"
+        raise argparse.ArgumentTypeError(f"{key} must be {kind}, got {value!r}") from None
 
 
 def create_server(host: str, port: int, args: argparse.Namespace) -> SimServer:
     return TargonSim((host, port), knobs=Knobs.from_args(args), api_key=args.api_key,
                      url_delay=args.url_delay, health_delay=args.health_delay,
                      delete_delay=args.delete_delay, fail_deploy=args.fail_deploy,
-                     lose_after=args.lose_after)
+                     lose_after=args.lose_after, service_knobs=Knobs(**dict(args.service_knob)),
+                     service_options=dict(args.service_option))

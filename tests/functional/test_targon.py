@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -341,18 +342,32 @@ def test_api_key_stays_out_of_logs_over_real_http(targon, caplog):
     assert KEY not in caplog.text and KEY not in str(error) and KEY not in repr(error)
 
 
-def test_command_line_stand_in_serves_the_list():
+@contextlib.contextmanager
+def command_line_targon(*flags: str):
+    """`python -m runner404.sim targon --port 0 FLAGS…` as a child process; yields its URL."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "runner404.sim", "targon", "--port", "0",
-                                "--api-key", KEY, "--url-delay", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "runner404.sim", "targon", "--port", "0", *flags],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
     try:
         line = lines.get(timeout=10)
         assert line.startswith("listening on http://127.0.0.1:"), (line, process.poll())
-        url = line.split()[-1]
+        yield line.split()[-1]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        process.stdout.close()
+        process.stderr.close()
+    assert process.returncode == 0
 
+
+def test_command_line_stand_in_serves_the_list():
+    with command_line_targon("--api-key", KEY, "--url-delay", "0") as url:
         async def scenario():
             async with TargonClient(KEY, url + "/", retry_policy=FAST) as api:
                 uid = await api.create(request())
@@ -364,13 +379,30 @@ def test_command_line_stand_in_serves_the_list():
                 assert await api.delete(uid) is True
 
         asyncio.run(scenario())
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        process.stdout.close()
-        process.stderr.close()
-    assert process.returncode == 0
+
+
+def test_command_line_stand_in_passes_knobs_and_options_to_its_backing_services():
+    flags = ("--url-delay", "0", "--health-delay", "60", "--service-option", "warming_status=429",
+             "--service-knob", "latency=0.2")
+    with command_line_targon(*flags) as url:
+        async def scenario():
+            async with TargonClient(KEY, url + "/", retry_policy=FAST) as api:
+                uid = await api.create(request())
+                service = (await api.deploy(uid))["state"]["urls"][0]["url"]
+                started = time.monotonic()
+                assert health(service) == 429  # the option: warming answers 429, not the default 503
+                assert time.monotonic() - started >= 0.2  # the knob: every request waits its latency
+                assert await api.delete(uid) is True
+
+        asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("latncy=1", "unknown knob 'latncy' (known: latency, capacity,"),
+    ("capacity=two", "capacity must be an integer, got 'two'"),
+    ("latency", "expected KEY=VALUE, got 'latency'"),
+])
+def test_command_line_stand_in_rejects_bad_service_knobs(flag, message):
+    done = subprocess.run([sys.executable, "-m", "runner404.sim", "targon", "--service-knob", flag],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
