@@ -22,6 +22,7 @@ from runner404.sim import services
 from runner404.sim.health import HealthHandler
 from runner404.sim.http import SimServer
 from runner404.sim.targon import TargonSim, start_targon
+from conftest import stop_process
 
 KEY = "sim-key-0123456789"
 FAST = RetryPolicy(attempts=3, base=0.001, cap=0.005)
@@ -355,14 +356,7 @@ def command_line_targon(*flags: str):
         assert line.startswith("listening on http://127.0.0.1:"), (line, process.poll())
         yield line.split()[-1]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        process.stdout.close()
-        process.stderr.close()
+        stop_process(process)
     assert process.returncode == 0
 
 
