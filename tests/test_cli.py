@@ -132,16 +132,57 @@ def test_init_refuses_to_overwrite(tmp_path, cli):
     assert (tmp_path / "manifest.yaml").read_text() != "mine\n"
 
 
-@pytest.mark.parametrize("argv", [["404-run", "--help"], ["404-cli", "--help"]])
-def test_help_does_not_import_heavy_modules(argv):
-    """--help must stay fast: no schema validation, templating, HTTP or chain libraries."""
-    tool = {"404-run": "runner404.cli.run", "404-cli": "runner404.cli.classic"}[argv[0]]
-    code = (f"import sys; from {tool} import main; rc = main({argv[1:]!r}); "
-            "heavy = sorted(m for m in ('jsonschema', 'jinja2', 'httpx', 'bittensor', 'yaml') if m in sys.modules); "
-            "print(heavy, file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "[]"
+def imported_by(tool: str, argv: list[str], cwd: Path = ROOT) -> tuple[int, set[str], str]:
+    """Run a CLI command in a fresh interpreter: its exit code, the top-level packages it imported
+    and its output (start-up cost is mostly what a command imports, so it is checked without timing)."""
+    module = {"404-run": "runner404.cli.run", "404-cli": "runner404.cli.classic"}[tool]
+    code = (f"import sys; from {module} import main; rc = main({argv!r}); "
+            "print('\\nimported:', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr); "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd)
+    stderr, _, modules = done.stderr.rpartition("\nimported: ")
+    return done.returncode, set(modules.split()), done.stdout + stderr
+
+
+# Libraries that a command neither validating nor running has no use for (pydantic comes with
+# typer's value conversion, rich with typer's rich help).
+NOT_FOR_HELP = {"jsonschema", "jinja2", "httpx", "bittensor", "yaml", "pydantic", "rich", "asyncio"}
+NOT_FOR_VALIDATE = {"jinja2", "httpx", "bittensor", "pydantic", "rich", "asyncio", "sqlite3", "PIL"}
+NO_EXPRESSIONS = """\
+version: 1
+name: small
+provider: local
+pods:
+  renderer: {preset: renderer, command: python -m runner404.sim renderer}
+stages:
+  render: {uses: render, pod: renderer, input: js/}
+"""
+
+
+@pytest.mark.parametrize("tool,argv", [("404-run", ["--help"]), ("404-cli", ["--help"]),
+                                       ("404-run", ["validate", "--help"]), ("404-cli", ["judge", "--help"])])
+def test_help_does_not_import_heavy_modules(tool, argv):
+    """--help must stay fast: no schema validation, templating, HTTP, chain or rich libraries."""
+    code, modules, output = imported_by(tool, argv)
+    assert code == 0, output
+    assert f"Usage: {tool}" in output
+    assert modules & NOT_FOR_HELP == set()
+
+
+def test_validate_without_expressions_does_not_import_heavy_modules(tmp_path):
+    """Validating a manifest without `${{` needs YAML and the schema, not Jinja2, pydantic or HTTP."""
+    (tmp_path / "small.yaml").write_text(NO_EXPRESSIONS)
+    (tmp_path / "js").mkdir()
+    code, modules, output = imported_by("404-run", ["validate", "small.yaml", "--format", "text"], tmp_path)
+    assert code == 0, output
+    assert "small.yaml: valid (1 stages, 1 pods, 0 prompt sets)" in output
+    assert modules & NOT_FOR_VALIDATE == set()
+    assert {"yaml", "jsonschema"} <= modules
+
+    (tmp_path / "expr.yaml").write_text(NO_EXPRESSIONS.replace("input: js/", "input: \"${{ 'js/' }}\""))
+    code, modules, output = imported_by("404-run", ["validate", "expr.yaml"], tmp_path)
+    assert code == 0, output
+    assert "jinja2" in modules  # so the check above would notice an import
 
 
 def test_console_scripts_are_installed():
@@ -173,3 +214,33 @@ def test_every_schema_property_is_described():
     walk(root, "manifest")
     for name, definition in root["$defs"].items():
         walk(definition, name)
+
+
+
+KEYLESS = """\
+version: 1
+name: keyed
+provider: {type: targon}
+pods:
+  renderer: {preset: renderer}
+stages:
+  render: {uses: render, pod: renderer, input: js/}
+"""
+
+
+@pytest.mark.parametrize("assignment", [
+    "provider.api_key=tgn-typed-key-123",  # valid, with a warning quoting the --set
+    "provider.api_key=4242424242",  # a number: a schema error about the value
+    "provider={type: targon, api_key: tgn-typed-key-123}",
+    "pods.renderer.env.HF_TOKEN=[hf-typed-key-123]",  # a list: a schema error about the value
+])
+@pytest.mark.parametrize("format", ["text", "json"])
+def test_a_secret_given_by_set_is_not_echoed(tmp_path, cli, assignment, format):
+    (tmp_path / "m.yaml").write_text(KEYLESS)
+    (tmp_path / "js").mkdir()
+    result = cli(["validate", "m.yaml", "--set", assignment, "--format", format], cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert "--set" in output, output  # a diagnostic at the --set was reported ...
+    assert "typed-key" not in output and "4242424242" not in output  # ... without the value
+    if format == "text":
+        assert f"{assignment.partition('=')[0]}=***" in output

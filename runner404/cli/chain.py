@@ -1,6 +1,7 @@
 """`404-run chain …`: manage an offline rehearsal chain (a JSON file used as `sim:PATH`)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer would then evaluate every parameter's
+# annotation string (typing.get_type_hints) at each start, a few ms of every command.
 
 import json
 from pathlib import Path
@@ -16,7 +17,9 @@ app = typer.Typer(
          "(use it as --subtensor.endpoint sim:PATH or network: sim:PATH).",
     no_args_is_help=True,
     add_completion=False,
+    short_help="Manage an offline rehearsal chain that stands in for subnet 17.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 PathArg = Annotated[Path, typer.Argument(metavar="PATH", help="The rehearsal chain file.")]
@@ -39,7 +42,7 @@ def _hotkeys(addresses: list[str] | None, name: str | None, hotkey: str, path: s
     return found
 
 
-@app.command()
+@app.command(short_help="Create a rehearsal chain with hotkeys registered.")
 def init(
     ctx: typer.Context,
     path: PathArg,
@@ -84,7 +87,7 @@ def register(
         env.out(f"registered {address} on netuid {netuid}")
 
 
-@app.command()
+@app.command(short_help="Move the chain forward, revealing due commitments.")
 def advance(
     ctx: typer.Context,
     path: PathArg,

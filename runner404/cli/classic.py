@@ -5,7 +5,8 @@ shared runner (classic_runner) and prints what it returns: exactly one JSON docu
 progress on stderr. `--print-manifest` prints the manifest instead of running it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer would then evaluate every parameter's
+# annotation string (typing.get_type_hints) at each start, a few ms of every command.
 
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Annotated, Optional
@@ -13,7 +14,10 @@ from typing import Annotated, Optional
 import typer
 
 from runner404.cli.environment import Environment
+from runner404.cli.typer_values import install as _install_plain_values
 from runner404.errors import ExitCode
+
+_install_plain_values()  # keeps pydantic out of start-up; see typer_values
 
 app = typer.Typer(
     name="404-cli",
@@ -24,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -81,7 +86,7 @@ def _main(
 
 # -- chain ---------------------------------------------------------------------------------------
 
-@app.command("commit-hash")
+@app.command("commit-hash", short_help="Commit your model's commit hash (step 1 of 2).")
 def commit_hash(
     ctx: typer.Context,
     hash: Annotated[str, typer.Option("--hash", metavar="SHA", help="HF commit SHA: the full 40 hex characters.")],
@@ -100,7 +105,7 @@ def commit_hash(
                                        netuid, required_lock, competition_url, force), print_manifest)
 
 
-@app.command("commit-repo-cdn")
+@app.command("commit-repo-cdn", short_help="Commit your repo and CDN URL (step 2 of 2).")
 def commit_repo_cdn(
     ctx: typer.Context,
     repo: Annotated[str, typer.Option("--repo", metavar="USER/REPO", help="HF repo id (e.g. user/repo).")],
@@ -144,7 +149,7 @@ def _ask_round(ctx: typer.Context) -> int:
         env.err(f"Error: '{line.strip()}' is not a valid round number.")
 
 
-@app.command("list-all")
+@app.command("list-all", short_help="List a round's revealed commitments.")
 def list_all(
     ctx: typer.Context,
     round: Annotated[Optional[int], typer.Option(
@@ -168,7 +173,7 @@ def list_all(
 
 # -- pods ----------------------------------------------------------------------------------------
 
-@app.command("start-generator")
+@app.command("start-generator", short_help="Start the generator pod on Targon; print its URL.")
 def start_generator(
     ctx: typer.Context,
     image_url: Annotated[str, typer.Option("--image-url", metavar="IMAGE", help="Your generator's container image.")],
@@ -180,7 +185,7 @@ def start_generator(
     _run(ctx, lambda: _m().start_generator(image_url, targon_api_key, targon_url), print_manifest)
 
 
-@app.command("start-renderer")
+@app.command("start-renderer", short_help="Start the renderer pod on Targon; print its URL.")
 def start_renderer(
     ctx: typer.Context,
     targon_api_key: TargonKey,
@@ -191,7 +196,7 @@ def start_renderer(
     _run(ctx, lambda: _m().start_renderer(targon_api_key, targon_url), print_manifest)
 
 
-@app.command("start-judge")
+@app.command("start-judge", short_help="Start the judge (vLLM) pod on Targon; print its URL.")
 def start_judge(
     ctx: typer.Context,
     targon_api_key: TargonKey,
@@ -203,7 +208,7 @@ def start_judge(
     _run(ctx, lambda: _m().start_judge(targon_api_key, targon_url, resource), print_manifest)
 
 
-@app.command("stop-pods")
+@app.command("stop-pods", short_help="Delete the generator, render and judge pods.")
 def stop_pods(
     ctx: typer.Context,
     targon_api_key: TargonKey,
@@ -230,7 +235,7 @@ def generate(
     _run(ctx, lambda: _m().generate(prompts_json, endpoint, seed, output_folder), print_manifest)
 
 
-@app.command("render")
+@app.command("render", short_help="Render a folder of .js files on a running renderer.")
 def render(
     ctx: typer.Context,
     data_dir: Annotated[str, typer.Option("--data-dir", metavar="DIR", help="Folder of <stem>.js files.")],
@@ -244,7 +249,7 @@ def render(
     _run(ctx, lambda: _m().render(data_dir, endpoint, output_dir, concurrency), print_manifest)
 
 
-@app.command("judge")
+@app.command("judge", short_help="Judge two rendered sets duel by duel with a VLM.")
 def judge(
     ctx: typer.Context,
     prompts_json: PromptsJson,
@@ -257,7 +262,7 @@ def judge(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Duels judged at once.")] = 1,
     print_manifest: PrintManifest = False,
 ) -> None:
-    """Judge two rendered sets duel by duel with a running VLM (left = --image-dir-1)."""
+    """Judge two rendered sets (--image-dir-1 left, --image-dir-2 right) duel by duel with a running VLM."""
     _run(ctx, lambda: _m().judge(prompts_json, image_dir_1, image_dir_2, endpoint, seed, output_dir, concurrency),
          print_manifest)
 

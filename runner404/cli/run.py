@@ -4,7 +4,8 @@ Each command turns its arguments into one call of the core and prints the result
 never prints and never exits.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer would then evaluate every parameter's
+# annotation string (typing.get_type_hints) at each start, a few ms of every command.
 
 import json
 from contextlib import redirect_stderr, redirect_stdout
@@ -16,7 +17,10 @@ import typer
 
 from runner404 import __version__
 from runner404.cli.environment import Environment
+from runner404.cli.typer_values import install as _install_plain_values
 from runner404.errors import ExitCode, ManifestError, Runner404Error
+
+_install_plain_values()  # keeps pydantic out of start-up; see typer_values
 
 app = typer.Typer(
     name="404-run",
@@ -26,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -167,6 +172,15 @@ def _without_force(argv: list[str]) -> list[str]:
     return out
 
 
+def _retype_note(argv: list[str], shown: list[str]) -> str:
+    """For a resume command with masked --set values: a line saying what *** stands for."""
+    hidden = [s.removeprefix("--set=").partition("=")[0] for a, s in zip(argv, shown) if a != s]
+    if not hidden:
+        return ""
+    return (f"\n  (*** stands for the value given to --set {', '.join(hidden)}, which is never shown "
+            "or stored: give it again, or declare it under secrets:)")
+
+
 def _check_forced(manifest, force: list[str] | None) -> None:
     from runner404.diagnostics import did_you_mean
     from runner404.errors import UsageError
@@ -182,7 +196,7 @@ class Progress(str, Enum):
     json = "json"
 
 
-@app.command()
+@app.command(short_help="Run a manifest: do what is missing. `404-run FILE` is the same.")
 def run(
     ctx: typer.Context,
     file: ManifestArg,
@@ -207,6 +221,7 @@ def run(
     from runner404.cli.progress import JsonProgress, LiveProgress, PlainProgress
     from runner404.engine.executor import RunOptions
     from runner404.engine.run import run_manifest
+    from runner404.manifest.overrides import shown_argv
 
     env = _env(ctx)
     manifest = _load(env, file, sets, vars_files)
@@ -218,8 +233,9 @@ def run(
     else:
         listener = PlainProgress(env)
     _print_warnings(env, manifest)
-    command = "404-run " + shlex.join(env.argv)
-    resume = "404-run " + shlex.join(_without_force(env.argv))
+    shown = shown_argv(env.argv)  # secrets given by --set are stored and printed as ***
+    command = "404-run " + shlex.join(shown)
+    resume = "404-run " + shlex.join(_without_force(shown)) + _retype_note(env.argv, shown)
 
     def on_signal(count: int) -> None:
         if count == 1:
@@ -328,7 +344,7 @@ class SchemaFormat(str, Enum):
     markdown = "markdown"
 
 
-@app.command()
+@app.command(short_help="Print the manifest JSON Schema, or a Markdown reference.")
 def schema(
     ctx: typer.Context,
     format: Annotated[SchemaFormat, typer.Option("--format", help="json (the schema), or markdown (a reference).")
@@ -348,7 +364,7 @@ def schema(
         _env(ctx).out(schema_text().rstrip("\n"))
 
 
-@app.command()
+@app.command(short_help="Write a starter manifest, its prompts and the schema.")
 def init(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(metavar="[DIR]", help="Where to write (default: here).")] = Path("."),
@@ -392,9 +408,17 @@ def _add_chain_commands() -> None:
 _add_chain_commands()
 
 
+def _interruptions() -> tuple[type[BaseException], ...]:
+    """Ctrl-C, and asyncio's cancellation if a run imported asyncio (evaluated when an exception
+    is matched, so commands that never touch asyncio do not pay for importing it)."""
+    import sys
+
+    asyncio = sys.modules.get("asyncio")
+    return (KeyboardInterrupt, asyncio.CancelledError) if asyncio else (KeyboardInterrupt,)
+
+
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """Entry point of `404-run`; returns the exit code."""
-    import asyncio
     import sys
 
     env = env or Environment()
@@ -413,7 +437,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except Runner404Error as exc:
         env.err(f"404-run: error: {exc}")
         return exc.exit_code
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except _interruptions():
         env.err("404-run: interrupted")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug of ours: say so briefly; RUNNER404_DEBUG=1 shows the traceback

@@ -367,12 +367,13 @@ class ManifestBuilder:
 
     def check_view_sets(self, stages: dict[str, Stage], edges: list[Edge]) -> None:
         """Warn when a judge's rules need views that the render stage feeding it does not make."""
+        judges = [stage for stage in stages.values() if stage.kind == "judge"]
+        if not judges:
+            return  # and the judge's rules stay unimported (start-up time)
         from runner404.judge.rules import required_files, rules_from
         from runner404.views import stem_files, view_sets
 
-        for stage in stages.values():
-            if stage.kind != "judge":
-                continue
+        for stage in judges:
             try:
                 needed = set(required_files(rules_from(stage.params.get("rules"))))
             except ValueError:

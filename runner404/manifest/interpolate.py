@@ -13,6 +13,8 @@ name is an error at the position of the expression, never an empty string. Refer
 cannot refer to `prompts` or `stages` themselves; a round set's `competition_url` default (the
 environment, else the public repository) and `round: current` are written into the resolved tree,
 so the rest of the pipeline sees one concrete round. Files are read lazily, only when referred to.
+
+Jinja2 itself is in `sandbox`, imported on the first expression evaluated.
 """
 
 from __future__ import annotations
@@ -22,10 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.utils import missing
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from runner404.diagnostics import Diagnostic, Mark, did_you_mean
 from runner404.errors import Runner404Error
@@ -55,42 +53,20 @@ def default_output(stage_id: str) -> str:
     return f"out/{stage_id}"
 
 
-class _Undefined(StrictUndefined):
-    """StrictUndefined whose message names what is available."""
+def _undefined(hint: str, name: str, obj: Any = None) -> Any:
+    """An undefined name whose error message is `hint` (a Jinja2 StrictUndefined)."""
+    from runner404.manifest.sandbox import StrictName
 
-    __slots__ = ()
-
-    @property
-    def _undefined_message(self) -> str:
-        if self._undefined_hint:
-            return self._undefined_hint
-        if self._undefined_obj is not missing and not isinstance(self._undefined_obj, Undefined):
-            return f"{type(self._undefined_obj).__name__} value has no attribute '{self._undefined_name}'"
-        name = self._undefined_name
-        return (f"undefined name '{name}'{did_you_mean(name, TOP_LEVEL_NAMES)}; "
-                f"names available: {', '.join(TOP_LEVEL_NAMES)}")
+    return StrictName(hint=hint, name=name) if obj is None else StrictName(hint=hint, obj=obj, name=name)
 
 
-MAX_RESULT = 1_000_000  # items or characters an operator may produce: values, not data sets
+@dataclass(frozen=True)
+class _Unset:
+    """A top-level name that may not be used here (`vars` inside vars:), made a Jinja2 undefined
+    only when an expression is evaluated: manifests without expressions never import Jinja2."""
 
-
-class _BoundedSandbox(SandboxedEnvironment):
-    """The sandbox, plus a bound on what `*` and `**` may produce (`'a' * 10**9`)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**" and isinstance(right, int | float) and isinstance(left, int | float) \
-                and abs(right) > 64 and abs(left) > 1:
-            raise SecurityError(f"{left} ** {right} is too large")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_RESULT:
-                    raise SecurityError(f"the result would have {len(seq) * times} items (limit {MAX_RESULT})")
-        return super().call_binop(context, operator, left, right)
-
-
-_ENV = _BoundedSandbox(undefined=_Undefined, autoescape=False)
+    hint: str
+    name: str
 
 
 class Namespace:
@@ -103,7 +79,7 @@ class Namespace:
         if key in self._data:
             return wrap(self._data[key], f"{self._path}.{key}")
         hint = f"'{self._path}.{key}' {self._missing}{did_you_mean(key, self._data)}"
-        return _Undefined(hint=hint, obj=self, name=key)
+        return _undefined(hint, key, self)
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -179,14 +155,14 @@ class Interpolator:
         result = dict(data)
         if isinstance(data.get("vars"), dict):
             hint = "vars cannot refer to other vars (their values see env and secrets only)"
-            self.context["vars"] = _Undefined(hint=hint, name="vars")
+            self.context["vars"] = _Unset(hint, "vars")
             result["vars"] = self.walk(data["vars"], ("vars",))
             self.context["vars"] = Namespace("vars", result["vars"])
         else:
             self.context["vars"] = Namespace("vars", {})
-        self.context["stages"] = _Undefined(hint="prompt sets cannot refer to stages", name="stages")
+        self.context["stages"] = _Unset("prompt sets cannot refer to stages", "stages")
         if isinstance(data.get("prompts"), dict):
-            self.context["prompts"] = _Undefined(hint="prompt sets cannot refer to other prompt sets", name="prompts")
+            self.context["prompts"] = _Unset("prompt sets cannot refer to other prompt sets", "prompts")
             result["prompts"] = _PromptSets.resolve(self, self.walk(data["prompts"], ("prompts",)))
             self.context["prompts"] = _PromptSets(self, result["prompts"])
         else:
@@ -242,8 +218,12 @@ class Interpolator:
             self._where = saved
 
     def evaluate(self, source: str, shown: str, mark: Mark, native: bool) -> Any:
+        from runner404.manifest.sandbox import ENV, TemplateError, Undefined
+
+        context = {name: _undefined(value.hint, value.name) if isinstance(value, _Unset) else value
+                   for name, value in self.context.items()}
         try:
-            value = _ENV.compile_expression(_dashes_to_subscripts(source), undefined_to_none=False)(self.context)
+            value = ENV.compile_expression(_dashes_to_subscripts(source), undefined_to_none=False)(context)
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
         except ExpressionError:
@@ -331,7 +311,7 @@ class _Stages:
     def __getitem__(self, stage_id: str) -> Any:
         if stage_id not in self._ids:
             hint = f"unknown stage '{stage_id}'{did_you_mean(stage_id, self._ids)}"
-            return _Undefined(hint=hint, obj=self, name=stage_id)
+            return _undefined(hint, stage_id, self)
         source, mark = self._ip._where
         self._ip.refs.append(StageRef(source, stage_id, mark))
         outputs = self._ip.stage_outputs(stage_id)
@@ -357,15 +337,6 @@ _REPORTED = "reported at the prompt set"
 
 class _AlreadyReported(ExpressionError):
     pass
-
-
-class _Reported(_Undefined):
-    """A prompt set whose failure was reported at the set: expressions using it fail silently."""
-
-    __slots__ = ()
-
-    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
-        raise _AlreadyReported(self._undefined_hint or "")
 
 
 class _PromptSets:
@@ -404,7 +375,7 @@ class _PromptSets:
     def __getitem__(self, sid: str) -> Any:
         if sid not in self._section:
             hint = f"unknown prompt set '{sid}'{did_you_mean(sid, self._section)}"
-            return _Undefined(hint=hint, obj=self, name=sid)
+            return _undefined(hint, sid, self)
         if sid not in self._views:
             self._views[sid] = _PromptSet(self._ip, sid, self._section[sid])
         return self._views[sid]
@@ -433,17 +404,21 @@ class _PromptSet(Namespace):
             else:
                 hint = f"'{self._path}.{key}' is not defined{did_you_mean(key, self._data)}"
             hint += f"; prompt set '{self._sid}' has: {', '.join(self._data)}"
-            return _Undefined(hint=hint, obj=self, name=key)
+            return _undefined(hint, key, self)
         try:
             if key not in self._cache:
                 self._cache[key] = self._value(key)
         except _Unavailable as exc:
             if str(exc) == _REPORTED:
-                return _Reported(hint=f"prompt set '{self._sid}' could not be read", obj=self, name=key)
-            return _Undefined(hint=str(exc), obj=self, name=key)
+                from runner404.manifest.sandbox import Reported
+
+                return Reported(hint=f"prompt set '{self._sid}' could not be read", obj=self, name=key)
+            return _undefined(str(exc), key, self)
         return wrap(self._cache[key], f"{self._path}.{key}")
 
     def plain(self) -> dict:
+        from runner404.manifest.sandbox import Undefined
+
         return {k: unwrap(v) for k in self._data if not isinstance(v := self[k], Undefined)}
 
     def _value(self, key: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,31 @@ class Pod:
         if self.provider.type == "endpoint":
             return self.url or ""
         return f"{self.image} on {self.resource}"
+
+
+# The fields above that take a Secret (typed `Secret | str`), as paths in the manifest: a
+# provider's api_key, at the top or on a pod, and a pod's env values (`*`: any pod id or name).
+# Whatever is given for one on the command line (`--set provider.api_key=...`) is shown and stored
+# as ***, and schema errors about one do not quote its value.
+SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("provider", "api_key"),
+    ("pods", "*", "provider", "api_key"),
+    ("pods", "*", "env", "*"),
+)
+
+
+def _agree(path: Sequence[str | int], pattern: tuple[str, ...]) -> bool:
+    return all(f == "*" or f == p for p, f in zip(path, pattern))
+
+
+def is_secret_field(path: Sequence[str | int]) -> bool:
+    """Whether the value at `path` is one of SECRET_FIELDS, or inside one."""
+    return any(len(path) >= len(f) and _agree(path, f) for f in SECRET_FIELDS)
+
+
+def encloses_secret_field(path: Sequence[str | int]) -> bool:
+    """Whether a mapping set at `path` can hold one of SECRET_FIELDS (`provider`, `pods.<id>`, ...)."""
+    return any(len(path) < len(f) and _agree(path, f) for f in SECRET_FIELDS)
 
 
 @dataclass(frozen=True)

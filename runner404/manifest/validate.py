@@ -18,8 +18,9 @@ from jsonschema.exceptions import ValidationError
 
 from runner404.diagnostics import Diagnostic, did_you_mean
 from runner404.manifest.load import Document, JsonPath
+from runner404.manifest.model import is_secret_field
 from runner404.schema import manifest_schema
-from runner404.secret import redact
+from runner404.secret import MASK, redact
 
 _NAME_HELP = "must start with a letter and contain only letters, digits, '-' and '_'"
 PATTERN_HELP = {
@@ -66,7 +67,9 @@ def where(path: JsonPath) -> str:
     return text
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, hide: bool = False) -> str:
+    if hide:  # a credential given where a secret belongs: say what is wrong, never what it is
+        return MASK
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -79,6 +82,7 @@ def _explain(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
     path = tuple(error.absolute_path)
     at = where(path)
     kind, value, instance = error.validator, error.validator_value, error.instance
+    hide = is_secret_field(path)
 
     if kind in ("anyOf", "oneOf"):
         branch = _intended_branch(error)
@@ -87,7 +91,8 @@ def _explain(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
                 yield from _explain(sub, doc)
             return
         expected = " or ".join(_branch_summary(s) for s in value)
-        yield Diagnostic.at(doc.mark(path), f"{at}: expected {expected}, got {_type_name(instance)} {_show(instance)}")
+        yield Diagnostic.at(doc.mark(path),
+                            f"{at}: expected {expected}, got {_type_name(instance)} {_show(instance, hide)}")
         return
     if "propertyNames" in error.schema_path:
         yield Diagnostic.at(doc.key_mark(path + (instance,)),
@@ -105,25 +110,26 @@ def _explain(error: ValidationError, doc: Document) -> Iterator[Diagnostic]:
             if isinstance(instance, dict) and key not in instance:
                 yield Diagnostic.at(doc.key_mark(path), f"{at}: missing required key '{key}'")
         return
-    yield Diagnostic.at(doc.mark(path), f"{at}: {_message(error)}")
+    yield Diagnostic.at(doc.mark(path), f"{at}: {_message(error, hide)}")
 
 
-def _message(error: ValidationError) -> str:
+def _message(error: ValidationError, hide: bool = False) -> str:
     kind, value, instance = error.validator, error.validator_value, error.instance
     if kind == "enum":
         choices = ", ".join(str(v) for v in value)
-        return f"{_show(instance)} is not one of: {choices}{did_you_mean(instance, value) if isinstance(instance, str) else ''}"
+        hint = did_you_mean(instance, value) if isinstance(instance, str) and not hide else ""
+        return f"{_show(instance, hide)} is not one of: {choices}{hint}"
     if kind == "const":
-        return f"must be {_show(value)}, got {_show(instance)}"
+        return f"must be {_show(value)}, got {_show(instance, hide)}"
     if kind == "type":
         expected = " or ".join(value) if isinstance(value, list) else value
-        return f"expected {expected}, got {_type_name(instance)} {_show(instance)}"
+        return f"expected {expected}, got {_type_name(instance)} {_show(instance, hide)}"
     if kind == "pattern":
-        return f"{_show(instance)} {PATTERN_HELP.get(value, f'does not match {value}')}"
+        return f"{_show(instance, hide)} {PATTERN_HELP.get(value, f'does not match {value}')}"
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         words = {"minimum": "at least", "exclusiveMinimum": "greater than",
                  "maximum": "at most", "exclusiveMaximum": "less than"}[kind]
-        return f"must be {words} {value}, got {_show(instance)}"
+        return f"must be {words} {value}, got {_show(instance, hide)}"
     if kind == "minLength":
         return "must not be empty"
     if kind == "minItems":
@@ -137,7 +143,7 @@ def _message(error: ValidationError) -> str:
         return "has duplicate items"
     if kind == "dependentRequired":
         return error.message
-    return error.message
+    return f"is not valid ({kind})" if hide else error.message  # jsonschema's message quotes the value
 
 
 def _intended_branch(error: ValidationError) -> list[ValidationError] | None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
+import signal
 
 import pytest
 
-from reliability_helpers import STATE, cli, write_modules
+from reliability_helpers import STATE, cli, events, finish, start, wait_for, write_modules
 from runner404.sim.targon import start_targon
 
 CANARY = "rnr404-CANARY-9f1c7e2a55d0"
@@ -107,12 +109,6 @@ def test_the_canary_never_reaches_state_outputs_or_output(tmp_path, targon):
     assert {s["id"] for s in runs["stages"]} == {"render", "render-local"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: a secret given on the command line (`--set provider.api_key=VALUE`) is echoed "
-    "in the 'api_key is written in the manifest' warning (its snippet is the --set text), stored "
-    "in the ledger's runs.command and printed in the 'resume with:' hint; fix: mask the value of "
-    "--set assignments to secret-bearing paths (provider.api_key, pods.*.provider.api_key, and "
-    "values that become secrets) in the diagnostic snippet, runs.command and the resume hint"))
 def test_a_secret_given_as_a_command_line_option_is_not_echoed_or_stored(tmp_path, targon):
     _setup(tmp_path)
     env = {"CANARY_TARGON_KEY": "unused", "TARGON_API_URL": targon.url}
@@ -120,3 +116,29 @@ def test_a_secret_given_as_a_command_line_option_is_not_echoed_or_stored(tmp_pat
                env=env, timeout=120)
     assert done.code == 0, done.stdout[-1500:] + done.stderr[-1500:]
     assert _text_hits("run --set provider.api_key", done.stdout, done.stderr) + _hits(tmp_path) == []
+
+
+def test_the_resume_hint_asks_again_for_a_secret_given_on_the_command_line(tmp_path):
+    """Interrupted, a run whose key came from --set prints the resume command with the key as ***
+    and says to give it again; with the key given again, that command finishes the run."""
+    sim = start_targon(api_key=CANARY, url_delay=0.05, health_delay=2.0, delete_delay=0.05)
+    try:
+        _setup(tmp_path)
+        env = {"CANARY_TARGON_KEY": "unused", "TARGON_API_URL": sim.url}
+        process = start(tmp_path, "--set", f"provider.api_key={CANARY}", env=env)
+        wait_for(lambda: any(e["event"] in ("pod_health", "pod_waiting") for e in events(tmp_path)),
+                 timeout=60, what="the pod warm-up")
+        process.send_signal(signal.SIGINT)
+        done = finish(process, timeout=60, what="the interrupted run")
+        assert done.code == 130, done.stderr[-2000:]
+        assert _text_hits("interrupted run", done.stdout, done.stderr) + _hits(tmp_path) == []
+        hint = [line for line in done.stderr.splitlines() if "resume with: " in line][-1].split("resume with: ")[1]
+        assert shlex.split(hint) == ["404-run", "run", "m.yaml", "--progress", "plain", "--set", "provider.api_key=***"]
+        assert "*** stands for the value given to --set provider.api_key" in done.stderr
+
+        again = [arg.replace("***", CANARY) for arg in shlex.split(hint)]
+        resumed = cli(tmp_path, again[1:], env=env, timeout=120)
+        assert resumed.code == 0, resumed.stdout[-1500:] + resumed.stderr[-1500:]
+        assert _text_hits("resumed run", resumed.stdout, resumed.stderr) + _hits(tmp_path) == []
+    finally:
+        sim.stop()
