@@ -11,15 +11,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner404.engine.ledger import Ledger
-from runner404.engine.retry import RetryPolicy, describe, is_transient
 from runner404.errors import Runner404Error
 from runner404.manifest.model import Manifest, Stage
-from runner404.plan.inputs import input_token
-from runner404.pods.manager import PodManager
-from runner404.pods.provider import Workload
+from runner404.plan.inputs import StageInputs
+
+if TYPE_CHECKING:  # httpx comes with these: a run whose stages are all skipped never needs it
+    from runner404.engine.retry import RetryPolicy
+    from runner404.pods.manager import PodManager
+    from runner404.pods.provider import Workload
 
 
 class ItemFailure(Runner404Error):
@@ -46,6 +48,7 @@ class StageContext:
     summary: list[str] = field(default_factory=list)  # lines shown when the stage ends
     done_count: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    _inputs: StageInputs | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -71,8 +74,10 @@ class StageContext:
         base = self.manifest.base_dir
         outputs = {str(f.resolve().relative_to(base.resolve())) if f.resolve().is_relative_to(base.resolve())
                    else str(f.resolve()): f.stat().st_size for f in files}
+        if self._inputs is None:
+            self._inputs = StageInputs(self.stage, self.manifest)
         self.ledger.item_done(self.run_id, self.id, self.fingerprint, item, attempt, outputs,
-                              input_token(self.stage, self.manifest, item))
+                              self._inputs.token(item))
         self.done_count += 1
         self.failed.pop(item, None)
         self.event("item_done", stage=self.id, item=item, attempt=attempt)
@@ -96,6 +101,8 @@ class StageContext:
         `work` returns the files it wrote (atomically). A permanent failure (ItemFailure, a 4xx,
         or retries exhausted) is recorded for that item and the others go on.
         """
+        from runner404.engine.retry import describe, is_transient
+
         limit = asyncio.Semaphore(concurrency or self.concurrency)
 
         async def one(item: str) -> None:

@@ -18,7 +18,6 @@ from runner404.engine import atomic
 from runner404.engine.context import StageContext
 from runner404.engine.events import EventLog
 from runner404.engine.ledger import Ledger, LedgerState
-from runner404.engine.retry import RetryPolicy
 from runner404.errors import ExitCode, InfraError, Runner404Error
 from runner404.manifest.model import Manifest
 from runner404.plan.planner import RUN, Plan, StagePlan, make_plan
@@ -37,6 +36,10 @@ KINDS = {
     "commit": "runner404.stages.commit",
     "commitments": "runner404.stages.commitments",
 }
+
+# Files a stage kind points the user at when they exist (report.html), relative to its output
+# folder: kept here, so a skipped stage's module need not be imported to find them.
+ARTIFACTS = {"report": ("report.html",)}
 
 SKIPPED, DONE, PARTIAL, FAILED, BLOCKED, INTERRUPTED = (
     "skipped", "done", "partial", "failed", "blocked", "interrupted")
@@ -177,7 +180,7 @@ class Executor:
     def _artifacts(self, sid: str) -> list[Path]:
         """Files a stage kind points the user at (report.html), when they exist."""
         stage = self.manifest.stages[sid]
-        names = getattr(importlib.import_module(KINDS[stage.kind]), "ARTIFACTS", ()) if stage.kind in KINDS else ()
+        names = ARTIFACTS.get(stage.kind, ())
         folder = self.manifest.resolve_path(stage.output) if stage.output else None
         return [folder / name for name in names if folder and (folder / name).is_file()]
 
@@ -196,6 +199,8 @@ class Executor:
                     todo=len(todo), reasons=stage_plan.reasons)
         ctx: StageContext | None = None
         try:
+            from runner404.engine.retry import RetryPolicy
+
             module = load_kind(stage.kind)
             if stage.output:
                 refuse_links(self.manifest.base_dir, stage.output)

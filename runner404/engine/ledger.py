@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner404.manifest.model import Manifest
-from runner404.plan.inputs import input_token, stage_files_current
+from runner404.plan.inputs import Stat, StageInputs, StatCache, stage_files_current, stat
 from runner404.plan.planner import StageRecord
 
 SCHEMA = """
@@ -77,7 +77,7 @@ class Ledger:
     """One connection, used from the event loop's thread only."""
 
     def __init__(self, path: Path, readonly: bool = False):
-        self.path = path
+        self.path, self.readonly = path, readonly
         if readonly:  # `plan` and `status` change nothing, not even the state folder
             self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
                                       timeout=30)
@@ -161,19 +161,31 @@ class Ledger:
                                (stage, fingerprint)).fetchall()
 
     def done_items(self, stage: str, fingerprint: str, base: Path,
-                   input_token: Callable[[str], str] | None = None) -> frozenset[str]:
+                   inputs_current: Callable[[str, str | None], bool] | None = None,
+                   stat: Stat = stat) -> frozenset[str]:
         """Items done under `fingerprint` whose recorded files still exist with their sizes and,
-        given `input_token(item)`, whose inputs are still those they were made from."""
+        given `inputs_current(item, recorded token)`, whose inputs are still those they were made
+        from. One query for the stage."""
+        prefix = str(base).rstrip("/") + "/"
         done = []
-        for row in self.db.execute("SELECT item, outputs, inputs FROM items WHERE stage=? AND fingerprint=? "
-                                   "AND status=?", (stage, fingerprint, DONE)):
-            outputs = json.loads(row["outputs"] or "{}")
-            if not all(_size(base / rel) == size for rel, size in outputs.items()):
-                continue
-            if input_token is not None and row["inputs"] != input_token(row["item"]):
-                continue
-            done.append(row["item"])
+        for item, outputs, inputs in self.db.execute(
+                "SELECT item, outputs, inputs FROM items WHERE stage=? AND fingerprint=? AND status=?",
+                (stage, fingerprint, DONE)):
+            for rel, size in json.loads(outputs or "{}").items():
+                found = stat(rel if rel.startswith("/") else prefix + rel)
+                if found is None or found[0] != size:
+                    break
+            else:
+                if inputs_current is None or inputs_current(item, inputs):
+                    done.append(item)
         return frozenset(done)
+
+    def retoken(self, stage: str, fingerprint: str, tokens: dict[str, str]) -> None:
+        """Rewrite the input tokens of done items (legacy tokens in the current form)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE items SET inputs=? WHERE stage=? AND fingerprint=? AND item=? AND status=?",
+                                [(token, stage, fingerprint, item, DONE) for item, token in tokens.items()])
 
     def attempts(self, stage: str, item: str | None = None) -> list[sqlite3.Row]:
         if item is None:
@@ -204,18 +216,13 @@ class Ledger:
                 for r in rows if wanted is None or r["status"] in wanted]
 
 
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
 class LedgerState:
-    """The planner's view of the ledger (runner404.plan.planner.StateView)."""
+    """The planner's view of the ledger (runner404.plan.planner.StateView) and of the files on
+    disk at one moment: make a new one for each plan, since file states are cached."""
 
     def __init__(self, ledger: Ledger, manifest: Manifest):
         self.ledger, self.manifest, self.base = ledger, manifest, manifest.base_dir
+        self.stat: Stat = StatCache().__getitem__
 
     def last_stage(self, stage_id: str) -> StageRecord | None:
         row = self.ledger.last_stage_row(stage_id)
@@ -225,9 +232,20 @@ class LedgerState:
 
     def stage_files_current(self, stage_id: str) -> bool:
         """Whether files a stage writes from all its items (a judge's match) are up to date."""
-        return stage_files_current(self.manifest.stages[stage_id], self.manifest)
+        return stage_files_current(self.manifest.stages[stage_id], self.manifest, self.stat)
 
     def done_items(self, stage_id: str, fingerprint: str) -> frozenset[str]:
-        stage = self.manifest.stages[stage_id]
-        return self.ledger.done_items(stage_id, fingerprint, self.base,
-                                      lambda item: input_token(stage, self.manifest, item))
+        inputs = StageInputs(self.manifest.stages[stage_id], self.manifest, self.stat)
+        legacy: list[str] = []
+
+        def current(item: str, recorded: str | None) -> bool:
+            ok, old_form = inputs.matches(item, recorded)
+            if old_form:
+                legacy.append(item)
+            return ok
+
+        done = self.ledger.done_items(stage_id, fingerprint, self.base, current, self.stat)
+        if legacy and not self.ledger.readonly:
+            # a ledger from before tokens were location-independent: migrated in place, once
+            self.ledger.retoken(stage_id, fingerprint, {item: inputs.token(item) for item in legacy})
+        return done

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from runner404 import __version__
@@ -44,12 +45,21 @@ def stage_inputs(stage: Stage, manifest: Manifest, upstream: Mapping[str, str]) 
 
 
 def _templates_digest(stage: Stage, manifest: Manifest) -> str:
-    """The judge's prompt wording is part of what decides a duel."""
-    from runner404.judge.messages import Templates
+    """The judge's prompt wording is part of what decides a duel: the sha256 of
+    runner404.judge.messages.Templates.digest, read the way its Jinja2 loaders read (a same-named
+    file in `templates:` first, text mode, UTF-8) without importing Jinja2 to plan."""
+    import runner404.judge
 
+    builtin = Path(runner404.judge.__file__).parent / "templates"
     folder = stage.params.get("templates")
     try:
-        return Templates(manifest.resolve_path(folder) if folder else None).digest()
+        own = manifest.resolve_path(folder) if folder else None
+        sha = hashlib.sha256()
+        for name in sorted(p.name for p in builtin.glob("*.j2")):
+            path = own / name if own is not None and (own / name).is_file() else builtin / name
+            with open(path, encoding="utf-8") as handle:
+                sha.update(name.encode() + b"\0" + handle.read().encode() + b"\0")
+        return sha.hexdigest()
     except Exception as exc:  # a broken replacement folder: the stage reports it when it runs
         return f"unreadable: {type(exc).__name__}"
 

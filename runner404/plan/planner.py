@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from runner404.diagnostics import Diagnostic
 from runner404.manifest.model import Manifest, Stage
 from runner404.plan import graph
-from runner404.plan.fingerprint import stage_fingerprint, stage_inputs
+from runner404.plan.fingerprint import digest, stage_inputs
 from runner404.plan.inputs import STAGE_FILES
 
 RUN, SKIP = "RUN", "SKIP"
@@ -165,7 +165,7 @@ def make_plan(manifest: Manifest, state: StateView | None = None, force: set[str
             stage = manifest.stages[sid]
             upstream = {d: fingerprints[d] for d in deps[sid]}
             inputs = stage_inputs(stage, manifest, upstream)
-            fingerprint = stage_fingerprint(stage, manifest, upstream)
+            fingerprint = digest(inputs)
             fingerprints[sid] = fingerprint
             items = items_of[sid] = stage_items(stage, manifest, items_of)
             action, reasons = _decide(stage.kind, state.last_stage(sid), state.done_items(sid, fingerprint), fingerprint,

@@ -13,8 +13,6 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import httpx
-
 from runner404.engine.ledger import Ledger
 from runner404.errors import UsageError
 from runner404.manifest.model import Manifest, Pod
@@ -34,8 +32,7 @@ class PodManager:
                  event: Callable[..., None], environ: Mapping[str, str], targon_url: str | None = None):
         self.manifest, self.ledger, self.run_id = manifest, ledger, run_id
         self.environ, self.targon_url = environ, targon_url
-        self.http = httpx.AsyncClient()
-        self.ctx = PodContext(run_id, ledger, manifest.base_dir, log_dir, self.http, event)
+        self.ctx = PodContext(run_id, ledger, manifest.base_dir, log_dir, event)
         self.event = event
         self.held: dict[str, list[Workload]] = {}
         self.will_keep: set[str] = set()  # pods a `pod` stage of this run keeps: started as kept
@@ -180,5 +177,5 @@ class PodManager:
             close = getattr(provider, "aclose", None)
             if close:
                 await close()
-        await self.http.aclose()
+        await self.ctx.aclose()
         return errors

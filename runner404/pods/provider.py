@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner404.engine.ledger import Ledger
 from runner404.manifest.model import Pod
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -33,8 +34,22 @@ class PodContext:
     ledger: Ledger
     workdir: Path  # the manifest's folder: where local pods start
     log_dir: Path
-    http: httpx.AsyncClient
     event: Callable[..., None]  # event(name, **fields): progress and the run log
+    _http: httpx.AsyncClient | None = field(default=None, repr=False)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """Made on first use: a run that starts and stops no pod never imports httpx."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient()
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 class Provider(Protocol):

@@ -21,7 +21,6 @@ from runner404.report.write import sources_from_match, write_report
 from runner404.secret import redact
 
 DEFAULT_CONCURRENCY = 1
-ARTIFACTS = ("report.html",)  # shown at the end of a run, relative to the output folder
 
 
 def judge_stage_of(manifest: Manifest, stage: Stage) -> Stage | None:

@@ -285,6 +285,25 @@ def test_stage_fingerprint_covers_its_parameters():
     assert stage_fingerprint(stage, manifest, {"duel": "x"}) != stage_fingerprint(stage, manifest, {"duel": "y"})
 
 
+@pytest.mark.parametrize("replacement", [None, "missing", "crlf"])
+def test_the_judge_fingerprint_hashes_the_templates_the_judge_renders(tmp_path, replacement):
+    """Planning reads the templates without Jinja2; the digest must stay the judge's own, or every
+    judge stage of an existing ledger would run again."""
+    from runner404.judge.messages import TEMPLATE_NAMES, Templates
+
+    manifest = quickstart()
+    stage = manifest.stages["duel"]
+    folder = tmp_path / "wording"
+    if replacement is not None:
+        stage = dataclasses.replace(stage, params={**stage.params, "templates": str(folder)})
+    if replacement == "crlf":
+        folder.mkdir()
+        (folder / TEMPLATE_NAMES[0]).write_bytes(b"Judge {{ prompt }}\r\nfairly.\r\n")
+    planned = stage_inputs(stage, manifest, {})["templates"]
+    assert planned == Templates(folder if replacement else None).digest()
+    assert (planned == Templates().digest()) == (replacement != "crlf")
+
+
 # -- parse_duration --------------------------------------------------------------------------------
 
 
