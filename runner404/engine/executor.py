@@ -20,7 +20,7 @@ from runner404.engine.events import EventLog
 from runner404.engine.ledger import Ledger, LedgerState
 from runner404.errors import ExitCode, InfraError, Runner404Error
 from runner404.manifest.model import Manifest
-from runner404.plan.planner import RUN, Plan, StagePlan, make_plan
+from runner404.plan.planner import RUN, Plan, StagePlan, make_plan, recheck
 from runner404.pods.manager import PodManager
 from runner404.secret import SecretUnavailable
 
@@ -170,6 +170,9 @@ class Executor:
             self.outcomes[sid] = StageOutcome(sid, stage_plan.kind, BLOCKED, error=f"{', '.join(blocked)} failed")
             self.events("stage_blocked", stage=sid, because=blocked)
             return
+        ran = [d for d in stage_plan.after if self.outcomes[d].status in (DONE, PARTIAL)]
+        if stage_plan.action != RUN and ran:
+            stage_plan.action, stage_plan.reasons = recheck(stage_plan, LedgerState(self.ledger, self.manifest), ran)
         if stage_plan.action != RUN:
             self.outcomes[sid] = StageOutcome(sid, stage_plan.kind, SKIPPED, items=len(stage_plan.items))
             self.events("stage_skipped", stage=sid, reasons=stage_plan.reasons)

@@ -152,6 +152,23 @@ def _decide(kind: str, record: StageRecord | None, done: frozenset[str], fingerp
     return RUN, [f"{len(missing)}/{len(items)} items missing"]
 
 
+def recheck(stage_plan: StagePlan, state: StateView, ran: list[str]) -> tuple[str, list[str]]:
+    """A stage planned SKIP, decided again once stages it reads from (`ran`) have done work in
+    this run: their new outputs make its items out of date, so one run brings everything up to
+    date instead of one stage per run."""
+    if stage_plan.action == RUN:
+        return stage_plan.action, stage_plan.reasons
+    done = state.done_items(stage_plan.id, stage_plan.fingerprint)
+    missing = [i for i in stage_plan.items if i not in done]
+    after = f"after {', '.join(ran)} ran"
+    if missing:
+        return RUN, [f"{len(missing)}/{len(stage_plan.items)} items out of date {after}"]
+    files_current = getattr(state, "stage_files_current", None)
+    if files_current is not None and not files_current(stage_plan.id):
+        return RUN, [f"{' and '.join(STAGE_FILES[stage_plan.kind])} out of date {after}"]
+    return stage_plan.action, stage_plan.reasons
+
+
 def make_plan(manifest: Manifest, state: StateView | None = None, force: set[str] | None = None) -> Plan:
     state = state or EmptyState()
     force = force or set()
