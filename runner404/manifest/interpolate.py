@@ -349,13 +349,14 @@ class _PromptSets:
     @staticmethod
     def resolve(ip: Interpolator, section: dict) -> dict:
         """Write a round set's `competition_url` default and its `round: current` as a number."""
-        from runner404.chain.competition import competition_base
-        from runner404.rounds import current_round
-
         for sid, spec in section.items():
             path = ("prompts", sid)
             if not isinstance(spec, dict) or "round" not in spec or path in ip.failed:
                 continue
+            # here, not at the top: they import httpx, which manifests without round sets never need
+            from runner404.chain.competition import competition_base
+            from runner404.rounds import current_round
+
             if "competition_url" not in spec:
                 spec["competition_url"] = competition_base(None, ip.environ)
             if spec["round"] != "current" or not isinstance(spec["competition_url"], str):
