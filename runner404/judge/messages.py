@@ -37,9 +37,21 @@ class Templates:
         self.env = SandboxedEnvironment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
                                         autoescape=False, trim_blocks=True, lstrip_blocks=False)
         self.folder = folder
+        self._texts: dict[tuple, str] = {}
 
     def render(self, name: str, **values: Any) -> str:
-        return self.env.get_template(name).render(**values).strip()
+        """A template's text. Texts of hashable values (every call's but the checklist
+        verification's) are kept: a duel asks for the same few texts again and again."""
+        try:
+            key: tuple | None = (name, *sorted(values.items()))
+            text = self._texts.get(key)  # type: ignore[arg-type]
+        except TypeError:  # a list or dict among the values
+            key, text = None, None
+        if text is None:
+            text = self.env.get_template(name).render(**values).strip()
+            if key is not None and len(self._texts) < 1024:
+                self._texts[key] = text
+        return text
 
     def digest(self) -> str:
         """sha256 over the sources in use (for the stage fingerprint)."""

@@ -9,6 +9,7 @@ model's fields; `ReplyError` means no candidate validated.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ def _model(title: str, properties: dict[str, Any], defs: dict[str, Any] | None =
     return schema
 
 
+@functools.lru_cache(maxsize=16)  # one object per bounds, so its validator is built once
 def checklist_schema(min_features: int = 4, max_features: int = 7) -> dict[str, Any]:
     """`PromptChecklist`: main_object and 4-7 features (judge.md §5)."""
     item = _model("ChecklistItem", {"description": _string("Description"),
@@ -156,9 +158,22 @@ def _project(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> 
     return value
 
 
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+    """One validator per schema object (building one costs more than validating a reply); the
+    schema is kept with it, so its id is not reused while cached."""
+    found = _VALIDATORS.get(id(schema))
+    if found is None or found[0] is not schema:
+        if len(_VALIDATORS) >= 64:
+            _VALIDATORS.pop(next(iter(_VALIDATORS)))
+        found = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
+    return found[1]
+
+
 def _validated(value: Any, schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    validator = Draft202012Validator(schema)
-    if not isinstance(value, dict) or not validator.is_valid(value):
+    if not isinstance(value, dict) or not _validator(schema).is_valid(value):
         return None
     return _project(value, schema, schema)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import mimetypes
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from runner404.deadline import within
 from runner404.engine.retry import describe
 from runner404.judge.calls import CallSpec, all_failed_message, attempt_failed_message, attempts, request_params
 from runner404.judge.replies import parse_reply
@@ -32,10 +34,16 @@ def chat_base(endpoint: str) -> str:
 
 
 class ImageCache:
-    """Local images as `data:` URLs (read once); http(s) and data URLs pass through."""
+    """Local images as `data:` URLs; http(s) and data URLs pass through.
 
-    def __init__(self) -> None:
-        self._urls: dict[str, str] = {}
+    The most recently used URLs are kept up to `max_bytes` in all (the images of the duels in
+    flight, which their calls send again and again), so a long run's memory stays bounded.
+    """
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._urls: OrderedDict[str, str] = OrderedDict()
+        self._bytes = 0
 
     def url(self, image: str | Path) -> str:
         text = str(image)
@@ -43,11 +51,28 @@ class ImageCache:
             return text
         if text.startswith("file://"):
             text = text[len("file://"):]
-        if text not in self._urls:
-            mime = mimetypes.guess_type(text)[0] or "image/png"
-            data = base64.b64encode(Path(text).read_bytes()).decode("ascii")
-            self._urls[text] = f"data:{mime};base64,{data}"
-        return self._urls[text]
+        found = self._urls.get(text)
+        if found is not None:
+            self._urls.move_to_end(text)
+            return found
+        mime = mimetypes.guess_type(text)[0] or "image/png"
+        data = base64.b64encode(Path(text).read_bytes()).decode("ascii")
+        url = f"data:{mime};base64,{data}"
+        if len(url) <= self.max_bytes:
+            self._urls[text] = url
+            self._bytes += len(url)
+            while self._bytes > self.max_bytes:
+                _, evicted = self._urls.popitem(last=False)
+                self._bytes -= len(evicted)
+        return url
+
+    def __len__(self) -> int:
+        return len(self._urls)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the URLs held."""
+        return self._bytes
 
 
 @dataclass
@@ -63,21 +88,36 @@ class VlmError(Exception):
     pass
 
 
+LANE_CONNECTIONS = 8
+
+
 class VlmClient:
+    """Calls go over a few small HTTP clients ("lanes") of LANE_CONNECTIONS connections each,
+    each call on the lane with the fewest calls in flight: httpcore scans a client's whole pool
+    at every request and response, so one pool of `max_inflight` connections costs more runner
+    CPU per call than the VLM needs to answer it."""
+
     def __init__(self, endpoint: str, limit: asyncio.Semaphore, *, timeout: float = 600.0, max_inflight: int = 32,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 on_warning: Callable[[str], None] | None = None):
+                 on_warning: Callable[[str], None] | None = None, images: ImageCache | None = None):
         self.base = chat_base(endpoint)
+        self.url = httpx.URL(f"{self.base}/chat/completions")  # parsed once, not at every call
         self.limit = limit  # shared by every client of the stage: one in-flight cap for all calls
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=30.0), transport=transport,
-                                      limits=httpx.Limits(max_connections=max_inflight + 4,
-                                                          max_keepalive_connections=max_inflight + 4))
-        self.images = ImageCache()
+        self.timeout = timeout  # of a whole request, body included (runner404.deadline)
+        lanes = max(1, -(-max_inflight // LANE_CONNECTIONS))
+        # with at most `max_inflight` calls in flight and each on the least busy lane, no lane
+        # ever holds more than LANE_CONNECTIONS: none waits for a connection of its pool
+        pool = httpx.Limits(max_connections=LANE_CONNECTIONS, max_keepalive_connections=LANE_CONNECTIONS)
+        self.lanes = [httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=30.0), transport=transport, limits=pool)
+                      for _ in range(lanes)]
+        self.busy = [0] * lanes
+        self.images = images if images is not None else ImageCache()
         self.log = CallLog()
         self.on_warning = on_warning or (lambda message: None)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        for lane in self.lanes:
+            await lane.aclose()
 
     async def __aenter__(self) -> VlmClient:
         return self
@@ -98,7 +138,13 @@ class VlmClient:
     async def complete(self, messages: list[dict], params: dict[str, Any]) -> str:
         """One chat completion; returns the message content (None → "")."""
         async with self.limit:
-            response = await self.http.post(f"{self.base}/chat/completions", json={**params, "messages": messages})
+            lane = min(range(len(self.lanes)), key=self.busy.__getitem__)
+            self.busy[lane] += 1
+            try:
+                request = self.lanes[lane].post(self.url, json={**params, "messages": messages})
+                response = await within(self.timeout, request, f"POST {self.url}")
+            finally:
+                self.busy[lane] -= 1
         response.raise_for_status()
         try:
             return response.json()["choices"][0]["message"].get("content") or ""

@@ -3,10 +3,11 @@
 Duels run `concurrency` at a time; every VLM call of every duel shares one in-flight limit
 (`max_inflight`), and the calls of one step that do not depend on each other run together. A duel
 is an item: `<out>/<stem>.json` is written when it ends, so a rerun asks the VLM nothing already
-decided. A side whose stem folder is missing, or lacks a required PNG or has one that does not
-decode, has "no preview" (never a crash); a duel that fails is recorded as `skipped` with its
-error. Every run rewrites `<out>/duels.json` (all records, prompt order) and `<out>/match.json`
-(score, margin, verdict against `win_margin`, counts by deciding stage).
+decided. A side whose stem folder is missing, or lacks a required PNG or has one that is not a
+well-formed PNG (structure and CRCs), has "no preview" (never a crash); a duel that fails is
+recorded as `skipped` with its error. Every run rewrites `<out>/duels.json` (all records, prompt
+order) and `<out>/match.json` (score, margin, verdict against `win_margin`, counts by deciding
+stage).
 """
 
 from __future__ import annotations
@@ -26,20 +27,22 @@ from runner404.judge.calls import CallSpec, ImageRef, calls_for
 from runner404.judge.embeddings import read_embeddings
 from runner404.judge.match import score_match
 from runner404.judge.rules import Rules, required_files, rules_from
-from runner404.judge.vlm import VlmClient, VlmError
+from runner404.judge.vlm import ImageCache, VlmClient, VlmError
 from runner404.prompts import Prompt, PromptSet
 
 DEFAULT_CONCURRENCY = 16  # a duel has up to 8 calls in flight (S1, S4); 16 duels keep 32 seqs busy through their gaps
 
 
 def present_files(folder: Path, needed: list[str]) -> set[str] | None:
-    """The needed files of a stem folder that exist and are valid PNGs; None without the folder."""
+    """The needed files of a stem folder that exist and are well-formed PNGs; None without the
+    folder. The render stage inflated every PNG when it received it; the structure and CRCs
+    still catch a file truncated or damaged since, at a small part of the cost."""
     if not folder.is_dir():
         return None
     present = set()
     for name in needed:
         try:
-            png.verify((folder / name).read_bytes())
+            png.check((folder / name).read_bytes())
         except (OSError, png.PngError):
             continue
         present.add(name)
@@ -206,7 +209,9 @@ async def run(ctx: StageContext) -> None:
     needed = required_files(rules)
     out = ctx.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    limit = asyncio.Semaphore(int(params.get("max_inflight", 32)))
+    max_inflight = int(params.get("max_inflight", 32))
+    limit = asyncio.Semaphore(max_inflight)
+    images = ImageCache()  # shared: the duels of every workload send the same prompt images
     clients: list[VlmClient] = []
     lock = asyncio.Lock()
     timeout = rules.vlm.timeout
@@ -216,7 +221,8 @@ async def run(ctx: StageContext) -> None:
         async with lock:
             if not clients:
                 for workload in await ctx.workloads():
-                    clients.append(VlmClient(workload.url, limit, timeout=timeout,
+                    clients.append(VlmClient(workload.url, limit, timeout=timeout, max_inflight=max_inflight,
+                                             images=images,
                                              on_warning=lambda line: ctx.event("vlm_warning", stage=ctx.id,
                                                                                line=line)))
                 client_for.cycle = itertools.cycle(clients)  # type: ignore[attr-defined]
@@ -241,7 +247,7 @@ async def run(ctx: StageContext) -> None:
             write_record(out, duel.skipped_record(stem, prompt.image_url, reason))
             raise ItemFailure(f"duel failed: {reason}") from None
         ctx.event("duel_log", stage=ctx.id, item=stem, line=duel.final_line(record))
-        return [write_record(out, record)]
+        return [await asyncio.to_thread(write_record, out, record)]  # its fsync keeps other duels waiting
 
     try:
         if ctx.todo:

@@ -6,7 +6,8 @@ CRCs, data length, size) before the stem counts as done, and the stem is written
 `<out>/<stem>/{grid.png, white/<view>.png, gray/<view>.png}` appears by one rename, then
 `<out>/<stem>.png` (a copy of the grid, the classic README's layout). A 422 is a permanent
 failure of that stem with the renderer's `{stage, rule, detail}` list kept in the ledger;
-5xx, 429/430, timeouts and connection errors are retried.
+5xx, 429/430, timeouts and connection errors are retried. `timeout` bounds each request as a
+whole, from connecting to the last byte of its body (a trickling body is cut too).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import base64
 import binascii
 import itertools
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import httpx
 
 from runner404 import png
+from runner404.deadline import within
 from runner404.engine import atomic
 from runner404.engine.context import ItemFailure, StageContext
 from runner404.errors import InfraError
@@ -28,6 +31,7 @@ from runner404.manifest.model import parse_duration
 from runner404.views import BACKGROUND, GRID_SIZE, View, view_sets
 
 DEFAULT_CONCURRENCY = 2
+HEAD_START = 0.002  # seconds a rendered file waits before its checks, for the next file's requests
 MAX_SOURCE = 1024 * 1024
 
 
@@ -58,12 +62,26 @@ def _rejection(response: httpx.Response, stem: str) -> ItemFailure:
                        {"status": 422, **body})
 
 
-async def _post(client: httpx.AsyncClient, url: str, source: str, stem: str, query: dict | None = None) -> httpx.Response:
-    response = await client.post(url, json={"source": source}, params=query)
+async def _post(client: httpx.AsyncClient, url: str, source: str, stem: str, limit: float,
+                query: dict | None = None) -> httpx.Response:
+    """One render request, `limit` seconds at most from connecting to the last byte of the body."""
+    response = await within(limit, client.post(url, json={"source": source}, params=query), f"{stem}: {url}")
     if response.status_code == 422:
         raise _rejection(response, stem)
     response.raise_for_status()
     return response
+
+
+async def _together(*requests: Awaitable[httpx.Response]) -> list[httpx.Response]:
+    """All the responses, or the first failure with the other requests cancelled (so a failed
+    file holds no renderer slot while it waits for its next attempt)."""
+    tasks = [asyncio.ensure_future(request) for request in requests]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _checked(data: bytes, size: int | None, what: str) -> bytes:
@@ -123,12 +141,14 @@ async def run(ctx: StageContext) -> None:
         return
     workloads = await ctx.workloads()
     pod = ctx.manifest.pods[ctx.stage.pod or ""]
-    timeout = httpx.Timeout(parse_duration(params.get("timeout", "300s")), connect=30.0)
+    limit = parse_duration(params.get("timeout", "300s"))
+    timeout = httpx.Timeout(limit, connect=30.0)
     async with httpx.AsyncClient(timeout=timeout) as client:
         await asyncio.gather(*(wait_ready(client, w.url, pod.health.timeout, min(pod.health.interval, 1.0))
                                for w in workloads))
         urls = itertools.cycle([w.url for w in workloads])
         assigned = {stem: next(urls) for stem in ctx.todo}  # spread stems over the replicas
+        rendering = asyncio.Semaphore(ctx.concurrency)  # files whose requests are at the renderer
 
         async def render(stem: str) -> list[Path]:
             js = source_dir / f"{stem}.js"
@@ -143,11 +163,20 @@ async def run(ctx: StageContext) -> None:
             except UnicodeDecodeError:
                 raise ItemFailure(f"{stem}.js is not UTF-8 text") from None
             base = assigned[stem]
-            white, gray, grid = await asyncio.gather(
-                _post(client, f"{base}/render", source, stem, view_query(sets["white"], BACKGROUND["white"], params)),
-                _post(client, f"{base}/render", source, stem, view_query(sets["gray"], BACKGROUND["gray"], params)),
-                _post(client, f"{base}/render/grid", source, stem),
-            )
+            async with rendering:
+                white, gray, grid = await _together(
+                    _post(client, f"{base}/render", source, stem, limit,
+                          view_query(sets["white"], BACKGROUND["white"], params)),
+                    _post(client, f"{base}/render", source, stem, limit,
+                          view_query(sets["gray"], BACKGROUND["gray"], params)),
+                    _post(client, f"{base}/render/grid", source, stem, limit),
+                )
+            # The next file's requests go out first (a short head start, as sending them takes a
+            # few turns of the loop), then this file is checked and written in a worker thread.
+            await asyncio.sleep(HEAD_START)
+            return await asyncio.to_thread(store, stem, white, gray, grid)
+
+        def store(stem: str, white: httpx.Response, gray: httpx.Response, grid: httpx.Response) -> list[Path]:
             files = {"grid.png": _checked(grid.content, GRID_SIZE, "grid")}
             for kind, response in (("white", white), ("gray", gray)):
                 for view, image in zip(sets[kind], _images(response, sets[kind], size, kind)):
@@ -160,5 +189,7 @@ async def run(ctx: StageContext) -> None:
             atomic.write_bytes(out / f"{stem}.png", files["grid.png"])
             return [out / stem / relative for relative in files] + [out / f"{stem}.png"]
 
-        await ctx.map(ctx.todo, render)
+        # A file checks and writes its views after making room for the next file's requests, so
+        # the renderer never waits for that: up to twice as many items run as files render.
+        await ctx.map(ctx.todo, render, concurrency=2 * ctx.concurrency)
     ctx.summary.append(f"{ctx.done_count} stems rendered to {params.get('output') or ctx.stage.output}")

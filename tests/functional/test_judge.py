@@ -111,6 +111,10 @@ def test_missing_and_broken_previews_never_crash_the_run(tmp_path, cli, renders,
     shutil.rmtree(tmp_path / "out/render-good/boat")                     # no folder on the right
     (tmp_path / "out/render-poor/duck/white/back.png").unlink()         # an incomplete left side
     (tmp_path / "out/render-good/lamp/gray/front.png").write_bytes(b"not a png")  # unreadable
+    damaged = tmp_path / "out/render-poor/mug/white/front.png"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped bit in the image data: the chunk's CRC no longer matches
+    damaged.write_bytes(bytes(data))
     shutil.rmtree(tmp_path / "out/render-good/tree")
     shutil.rmtree(tmp_path / "out/render-poor/tree")                    # neither side
     result = cli(["run", "m.yaml"], cwd=tmp_path)
@@ -120,6 +124,8 @@ def test_missing_and_broken_previews_never_crash_the_run(tmp_path, cli, renders,
     assert by_stem["duck"]["winner"] == "right"
     assert by_stem["duck"]["detail"] == {"reason": "no preview from left", "missing": {"left": ["white/back.png"]}}
     assert by_stem["lamp"]["detail"]["missing"] == {"right": ["gray/front.png"]}
+    assert by_stem["mug"]["winner"] == "right"
+    assert by_stem["mug"]["detail"]["missing"] == {"left": ["white/front.png"]}
     assert (by_stem["tree"]["winner"], by_stem["tree"]["detail"]) == ("draw", {"reason": "no previews on either side"})
 
 
