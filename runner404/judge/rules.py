@@ -166,10 +166,10 @@ class VlmRules:
     attempt_seed_offset: int = 100       # seed sent = base + k + this
     backoff_seconds: float = 0.5         # sleep this * (k + 1) after a failed attempt
     failure_marker: str = "JSON_PARSE_FAILED"
-    max_inflight: int = 32               # global cap on concurrent VLM calls ...
-    cap_scope: str = "s1"                # ... applied to S1's calls only (`s1`) or to every call (`all`)
-    default_duel_concurrency: int | None = None   # None: the stage's `concurrency`; validator: 1
-    image_transport: str = "data-url"    # local files as data: URLs (`data-url`) or CDN URLs (`url`)
+    # Where the presets' runs differ only in speed or plumbing (judge.md §9: the classic cap of 32
+    # covers S1's calls, the validators judge one duel at a time and send CDN URLs), both presets
+    # run as the judge stage says: every call under its `max_inflight`, `concurrency` duels at
+    # once, local renders as data: URLs. Verdicts do not depend on these, only run time does.
 
     def attempts_of(self, rule: CallRule) -> int:
         return self.max_retries if self.max_retries is not None else rule.max_retries
@@ -227,7 +227,6 @@ def _validator() -> Rules:
         s3=replace(classic.s3, image="gray/front_left.png", angle_description=describe_view("front_left"),
                    json_failure_blocks_choice=False),
         s4=replace(classic.s4, reference_view="front_left"),
-        vlm=replace(classic.vlm, cap_scope="all", default_duel_concurrency=1, image_transport="url"),
         layout=Layout(arrow="→", s1_reason=False, s2_votes=False, s3_reason=False, elapsed_seconds=False,
                       missing_files=False),
     )

@@ -54,8 +54,6 @@ def test_classic_preset_values():
     assert (vlm.model, vlm.max_retries, vlm.timeout) == ("glm-4.6v-flash", None, 600.0)
     assert (vlm.first_temperature, vlm.retry_temperature_base, vlm.retry_temperature_step) == (0.0, 0.1, 0.05)
     assert (vlm.attempt_seed_offset, vlm.backoff_seconds, vlm.failure_marker) == (100, 0.5, "JSON_PARSE_FAILED")
-    assert (vlm.max_inflight, vlm.cap_scope, vlm.default_duel_concurrency, vlm.image_transport) == (
-        32, "s1", None, "data-url")
     layout = rules.layout
     assert (layout.arrow, layout.s1_reason, layout.s2_votes, layout.s3_when_s2_decided, layout.s3_reason,
             layout.elapsed_seconds, layout.missing_files) == ("->", True, True, False, True, True, True)
@@ -72,8 +70,7 @@ def test_validator_preset_differs_only_where_judge_md_says():
     assert validator.s3.angle_description == "slightly left of the front"
     assert validator.s3.json_failure_blocks_choice is False
     assert validator.s4.reference_view == "front_left"
-    assert (validator.vlm.cap_scope, validator.vlm.default_duel_concurrency, validator.vlm.image_transport) == (
-        "all", 1, "url")
+    assert validator.vlm == classic.vlm
     layout = validator.layout
     assert (layout.arrow, layout.s1_reason, layout.s2_votes, layout.s3_when_s2_decided, layout.s3_reason,
             layout.elapsed_seconds, layout.missing_files) == ("→", False, False, False, False, False, False)
