@@ -358,10 +358,13 @@ class FaultProxy:
                 if self.command == "HEAD":
                     return
                 if watched and proxy.slow_body:
-                    for at in range(0, len(data), proxy.chunk):
-                        self.wfile.write(data[at:at + proxy.chunk])
-                        self.wfile.flush()
-                        time.sleep(proxy.pause)
+                    try:
+                        for at in range(0, len(data), proxy.chunk):
+                            self.wfile.write(data[at:at + proxy.chunk])
+                            self.wfile.flush()
+                            time.sleep(proxy.pause)
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True  # the client gave up on the trickle: expected
                 else:
                     self.wfile.write(data)
 
