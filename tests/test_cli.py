@@ -244,3 +244,12 @@ def test_a_secret_given_by_set_is_not_echoed(tmp_path, cli, assignment, format):
     assert "typed-key" not in output and "4242424242" not in output  # ... without the value
     if format == "text":
         assert f"{assignment.partition('=')[0]}=***" in output
+
+
+@pytest.mark.parametrize("typo", ["provider.api_key:tgn-typed-key-123", "provider.api_key tgn-typed-key-123"])
+def test_a_secret_in_a_malformed_set_is_not_echoed(tmp_path, cli, typo):
+    (tmp_path / "m.yaml").write_text(KEYLESS)
+    result = cli(["validate", "m.yaml", "--set", typo], cwd=tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr == (f"404-run: error: --set '{typo[:len('provider.api_key') + 1]}***': expected "
+                             "PATH=VALUE, e.g. --set vars.seed=7\n")

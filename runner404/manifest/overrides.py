@@ -6,6 +6,7 @@ repeated as typed: diagnostics, the ledger and the "resume with" hint show its v
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,14 @@ def shown_assignment(assignment: str) -> str:
     return assignment.partition("=")[0] + "=" + MASK if gives_secret(assignment) else assignment
 
 
+def _shown_malformed(text: str) -> str:
+    """A `--set` without `=` as it may be quoted: `provider.api_key:KEY` (a typo for `=`) still
+    gives a secret, so whatever follows a secret field's path is masked."""
+    path = re.match(r"[\w.*-]*", text).group()  # type: ignore[union-attr]
+    rest = text[len(path):]
+    return path + rest[:1] + MASK if rest and is_secret_field(path.split(".")) else text
+
+
 def shown_argv(argv: list[str]) -> list[str]:
     """Command-line arguments as they may be printed or stored: the values of `--set`s that give
     secrets masked (both `--set PATH=VALUE` and `--set=PATH=VALUE`)."""
@@ -62,7 +71,7 @@ def apply_set(doc: Document, assignment: str) -> None:
     path_text, sep, value_text = assignment.partition("=")
     keys = path_text.strip().split(".")
     if not sep or not all(keys):
-        raise UsageError(f"--set {assignment!r}: expected PATH=VALUE, e.g. --set vars.seed=7")
+        raise UsageError(f"--set {_shown_malformed(assignment)!r}: expected PATH=VALUE, e.g. --set vars.seed=7")
     shown = shown_assignment(assignment)  # what diagnostics quote
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else ""
