@@ -71,9 +71,11 @@ class StageContext:
     # -- reporting ---------------------------------------------------------------------------
 
     def item_done(self, item: str, files: list[Path], attempt: int = 1) -> None:
-        base = self.manifest.base_dir
-        outputs = {str(f.resolve().relative_to(base.resolve())) if f.resolve().is_relative_to(base.resolve())
-                   else str(f.resolve()): f.stat().st_size for f in files}
+        root = self.manifest.base_dir.resolve()
+        outputs = {}
+        for file in files:  # named relative to the manifest's folder when inside it
+            path = file.resolve()
+            outputs[str(path.relative_to(root)) if path.is_relative_to(root) else str(path)] = path.stat().st_size
         if self._inputs is None:
             self._inputs = StageInputs(self.stage, self.manifest)
         self.ledger.item_done(self.run_id, self.id, self.fingerprint, item, attempt, outputs,
