@@ -10,21 +10,11 @@ from typing import Any
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from runner404.judge.rules import VIEW_DESCRIPTIONS  # how a view is described to the model (judge.md §6)
+
 BUILTIN = Path(__file__).parent / "templates"
 TEMPLATE_NAMES = sorted(p.name for p in BUILTIN.glob("*.j2"))
 
-# How a view is described to the model (judge.md §6; front_below is our own wording).
-ANGLES = {
-    "front": "the front",
-    "front_left": "slightly left of the front",
-    "front_right": "slightly right of the front",
-    "front_above": "the front, from slightly above",
-    "front_below": "the front, from slightly below",
-    "right": "the right side",
-    "back": "the back",
-    "left": "the left side",
-    "top_down": "directly above (top-down)",
-}
 
 Parts = list[tuple[str, Any]]  # ("text", str) | ("image", path or URL)
 
@@ -72,7 +62,7 @@ def prompt_match(t: Templates, prompt: str, first: Path, second: Path, angle: st
         ("text", "Reference image (target object):"), ("image", prompt),
         ("text", "3D model 1:"), ("image", first),
         ("text", "3D model 2:"), ("image", second),
-        ("text", t.render("prompt_match.j2", angle=ANGLES.get(angle, angle))),
+        ("text", t.render("prompt_match.j2", angle=VIEW_DESCRIPTIONS.get(angle, angle))),
     ])
 
 
@@ -114,7 +104,7 @@ def side_guard(t: Templates, front: Path, side: Path, view: str) -> tuple[str, P
     """S4; `view` is a view name or its description."""
     return _chat(t.render("side_guard_system.j2"), [
         ("text", "Front view of the 3D model:"), ("image", front),
-        ("text", f"Same 3D model viewed from {ANGLES.get(view, view)}:"), ("image", side),
+        ("text", f"Same 3D model viewed from {VIEW_DESCRIPTIONS.get(view, view)}:"), ("image", side),
         ("text", t.render("side_guard.j2")),
     ])
 
