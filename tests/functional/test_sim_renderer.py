@@ -10,12 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from conftest import stop_process
+from standin_fixtures import standin_fixtures
 
 from runner404 import png
 from runner404.sim.renderer import start_renderer
@@ -32,32 +32,7 @@ GRAY = (0x80, 0x80, 0x80)
 SMALL = {"img_size": "64"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator:
-    srv = start_renderer()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-def started():
-    """Start extra renderers with knobs; all are stopped at the end of the test."""
-    servers = []
-
-    def start(**knobs):
-        srv = start_renderer(**knobs)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
+server, client, started = standin_fixtures(start_renderer)
 
 
 def render(client: httpx.Client, source: str = SOURCE, path: str = "/render", **query: str) -> httpx.Response:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -19,6 +18,7 @@ import jsonschema
 import pytest
 
 from conftest import stop_process
+from standin_fixtures import standin_fixtures
 
 from runner404 import png
 from runner404.pods.presets import JUDGE_ARGS, JUDGE_IMAGE
@@ -150,32 +150,7 @@ def checklist_text(main_object: str, features: list[dict]) -> str:
     return "3D model (4 views, 2x2 grid):\nMain object: " + main_object + "\nChecklist:\n" + "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator:
-    srv = start_vlm()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-def started():
-    """Start extra stand-ins with knobs; all are stopped at the end of the test."""
-    servers = []
-
-    def start(**knobs):
-        srv = start_vlm(**knobs)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
+server, client, started = standin_fixtures(start_vlm)
 
 
 # -- health and models ----------------------------------------------------------------------
