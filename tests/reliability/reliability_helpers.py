@@ -86,20 +86,9 @@ def cli(folder: Path, argv: list[str], *, env: dict | None = None, timeout: floa
 
             resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
-    started = time.monotonic()
     process = subprocess.Popen([RUNNER, *argv], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=runner_env(env), preexec_fn=limit)
-    sampler = PeakSampler(process.pid)
-    sampler.start()
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        out, err = process.communicate(timeout=30)
-        raise AssertionError(f"404-run {' '.join(argv)} hung: still running after {timeout:g}s") from None
-    finally:
-        peak = sampler.stop()
-    return Done(process.returncode, out, err, time.monotonic() - started, peak)
+    return finish(process, timeout, f"404-run {' '.join(argv)}")
 
 
 def _kill_group(process: subprocess.Popen) -> None:
