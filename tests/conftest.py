@@ -6,6 +6,7 @@ variables, working directory) into the CLI's `main`, so no test needs monkeypatc
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass
@@ -76,3 +77,24 @@ def stop_process(proc) -> None:
     for pipe in (proc.stdout, proc.stderr):
         if pipe:
             pipe.close()
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """A quiet loopback static file server of `folder` (a CDN, a competition repo, prompt images);
+    yields its base URL."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,16 +3,13 @@ a loopback static server standing in for the CDN."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import json
 import os
-import threading
 
 import pytest
 
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, run_cli, serve_folder
 from runner404.cli import classic
 from runner404.cli.environment import Environment
 
@@ -24,19 +21,11 @@ KEYS = ["hotkey", "commit_hash", "commit_block", "repo", "repo_block", "cdn_url"
         "locked_rho", "required_rho", "lock_sufficient"]
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def cdn():
     """A loopback static server: the CDN (HEAD checks) and, under /, the competition files."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=COMPETITION))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(COMPETITION) as url:
+        yield url
 
 
 def cli(argv, cwd, **kw):

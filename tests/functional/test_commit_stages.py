@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
-import threading
 
 import pytest
 
-from conftest import FIXTURES, MANIFESTS
+from conftest import FIXTURES, MANIFESTS, serve_folder
 
 COMPETITION = FIXTURES / "competition"
 
@@ -18,13 +15,8 @@ COMPETITION = FIXTURES / "competition"
 @pytest.fixture(scope="module")
 def cdn():
     """A loopback static server standing in for a miner's CDN (serves the competition fixture)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(COMPETITION))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(COMPETITION) as url:
+        yield url
 
 
 def _setup(tmp_path, cli, *, block=8582370, register=True):

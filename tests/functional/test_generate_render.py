@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 
 import pytest
 
+from conftest import serve_folder
 from engine_helpers import events, ledger, tree
 from runner404 import png
 from runner404.sim.targon import start_targon
@@ -60,13 +58,8 @@ def images(tmp_path_factory):
     for i in range(60):
         rgb = ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)
         (folder / f"p{i:02d}.png").write_bytes(png.solid(16, 16, rgb))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(folder) as url:
+        yield url
 
 
 def setup(folder, images_url, count, *, replicas=1, warmup_timeout="30s", generate_extra="", seed=7,
