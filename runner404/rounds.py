@@ -144,13 +144,8 @@ def current_round(competition: Competition) -> int:
 
 def read_round(competition: CachedCompetition, number: int) -> RoundPrompts:
     """The image URLs (with their line numbers) and the seed of round `number`."""
-    relpath = f"rounds/{number}/prompts.txt"
-    raw = competition.fetch(relpath)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CompetitionError(f"Failed to parse prompts.txt: {exc}") from None
-    urls = [(no, line.strip()) for no, line in enumerate(text.splitlines(), 1) if line.strip()]
+    relpath = competition.prompts_path(number)
+    urls = competition.prompt_lines(number)
     if not urls:
         raise CompetitionError(f"Failed to parse prompts.txt: {competition.url(relpath)} lists no image URLs")
     seed = competition.seed(number)

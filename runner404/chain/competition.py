@@ -279,15 +279,23 @@ class Competition:
     def seed(self, round_number: int) -> int:
         return self._model(f"rounds/{_round(round_number)}/seed.json", _seed_from_json)
 
-    def prompts(self, round_number: int) -> list[str]:
-        """The round's prompt image URLs, one per non-blank line, in file order."""
-        relpath = f"rounds/{_round(round_number)}/prompts.txt"
-        raw = self.fetch(relpath)
+    def prompt_lines(self, round_number: int) -> list[tuple[int, str]]:
+        """The round's prompt image URLs with their line numbers, one per non-blank line, in file
+        order (a byte-order mark is not part of the first URL)."""
+        raw = self.fetch(self.prompts_path(round_number))
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise CompetitionError(f"Failed to parse prompts.txt: {exc}") from None
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+    def prompts(self, round_number: int) -> list[str]:
+        """The round's prompt image URLs, one per non-blank line, in file order."""
+        return [url for _, url in self.prompt_lines(round_number)]
+
+    @staticmethod
+    def prompts_path(round_number: int) -> str:
+        return f"rounds/{_round(round_number)}/prompts.txt"
 
     def window(self, round_number: int, current_round: int | None = None) -> RevealWindow:
         """`commitment_window` for a round, reading state and schedules as needed."""
